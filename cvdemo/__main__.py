@@ -1,0 +1,3 @@
+from cvdemo.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,212 @@
+"""Run configuration: frozen dataclasses with a reason and a range on every field.
+
+A `RunConfig` is what a run folder's `config.json` holds and what the CLI, the app
+and recipes build. `RunConfig.from_dict` validates as it parses, so a typo or an
+absurd value becomes one sentence (`ConfigError`) before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cvdemo.errors import ConfigError
+
+AUGMENTS = ("none", "standard", "rrc", "trivialaugment")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
+FREEZE = ("none", "backbone")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+       choices: tuple[str, ...] | None = None, min_exclusive: bool = False) -> Any:
+    """A dataclass field whose metadata says what it means and which values are allowed."""
+    meta = {"help": help, "min": min, "max": max, "choices": choices, "min_exclusive": min_exclusive}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = _f("digits", "built-in data set name (digits, mnist, fashion-mnist, cifar10, cifar100), "
+                     "an image folder or a .zip")
+    val_fraction: float = _f(0.1, "fraction of the training pool held out for validation when the "
+                             "source has no validation split", min=0.0, max=0.5, min_exclusive=True)
+    test_fraction: float = _f(0.2, "fraction held out for testing when a folder has no test split",
+                              min=0.0, max=0.5, min_exclusive=True)
+    limit_train: int | None = _f(None, "train on at most this many images (stratified)", min=1)
+    limit_test: int | None = _f(None, "validate and test on at most this many images each (stratified)", min=1)
+    augment: str = _f("none", "training augmentation preset", choices=AUGMENTS)
+    image_size: int | None = _f(None, "model input size in pixels; empty = the model's default", min=8, max=1024)
+    skip_bad: bool = _f(False, "skip unreadable image files (and count them) instead of stopping")
+    workers: int | None = _f(None, "data-loading processes; empty = automatic", min=0, max=64)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _f("lenet", "architecture name from `cvdemo models`")
+    pretrained: bool = _f(False, "start from ImageNet weights")
+    freeze: str = _f("none", "'backbone' trains the head only (batch-norm statistics frozen too)", choices=FREEZE)
+    zero_init_residual: bool = _f(False, "ResNets: zero the last batch-norm of each residual branch")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = _f(10, "passes over the training set", min=1, max=10_000)
+    batch_size: int = _f(32, "images per optimisation step", min=1, max=65_536)
+    lr: float = _f(1e-3, "peak learning rate", min=0.0, max=1e6, min_exclusive=True)
+    optimizer: str = _f("adam", "optimisation algorithm", choices=OPTIMIZERS)
+    momentum: float = _f(0.9, "SGD momentum (and one-cycle's upper momentum)", min=0.0, max=0.999)
+    nesterov: bool = _f(False, "SGD with Nesterov momentum")
+    weight_decay: float = _f(0.0, "L2 penalty (decoupled for AdamW)", min=0.0, max=1.0)
+    schedule: str = _f("cosine", "learning-rate schedule over the whole run", choices=SCHEDULES)
+    step_size: int = _f(10, "'step' schedule: epochs between decays", min=1)
+    milestones: tuple[int, ...] = _f((), "'multistep' schedule: epochs at which the rate decays")
+    gamma: float = _f(0.1, "'step'/'multistep': factor applied at each decay", min=0.0, max=1.0, min_exclusive=True)
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs (not with onecycle)",
+                              min=0.0, max=1000)
+    label_smoothing: float = _f(0.0, "cross-entropy label smoothing", min=0.0, max=0.5)
+    seed: int = _f(0, "random seed for initialisation, shuffling and augmentation", min=0, max=2**31 - 1)
+    device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = _f(None, "optional human label for the run")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> RunConfig:
+        """Parse and validate; unknown keys, wrong types and out-of-range values raise ConfigError."""
+        return _parse(cls, raw, "config")
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> RunConfig:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
+        return cls.from_dict(raw)
+
+    def replace(self, **sections: dict[str, Any]) -> RunConfig:
+        """A copy with some fields changed, validated: `cfg.replace(train={"lr": 0.1})`."""
+        raw = self.to_dict()
+        for section, values in sections.items():
+            if section == "name":
+                raw["name"] = values
+                continue
+            if section not in raw or not isinstance(raw[section], dict):
+                raise ConfigError(f"unknown config section '{section}'; use data, model or train")
+            raw[section].update(values)
+        return RunConfig.from_dict(raw)
+
+    def check(self) -> RunConfig:
+        """Cross-field rules that single fields cannot express."""
+        t = self.train
+        if t.schedule == "multistep" and not t.milestones:
+            raise ConfigError("the multistep schedule needs milestones (epochs), e.g. --milestones 10,20,30")
+        if any(m < 1 or m > t.epochs for m in t.milestones):
+            raise ConfigError(f"milestones must lie between 1 and the number of epochs ({t.epochs}), "
+                              f"got {list(t.milestones)}")
+        if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
+            raise ConfigError(f"warm-up ({t.warmup_epochs} epochs) must be shorter than the run ({t.epochs} epochs)")
+        if self.model.freeze == "backbone" and not self.model.pretrained:
+            raise ConfigError("freezing the backbone only makes sense with --pretrained: "
+                              "a frozen random backbone cannot learn")
+        return self
+
+
+def _parse(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a JSON object, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown key '{unknown[0]}' in {where}; known keys: {', '.join(fields)}")
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        path = f"{where}.{name}" if where != "config" else name
+        if dataclasses.is_dataclass(hint):
+            values[name] = _parse(hint, value, name)
+        else:
+            values[name] = _check_value(value, hint, fields[name].metadata, path)
+    try:
+        obj = cls(**values)
+    except TypeError as e:  # pragma: no cover - all fields have defaults
+        raise ConfigError(f"{where}: {e}") from None
+    return obj.check() if cls is RunConfig else obj
+
+
+def _check_value(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: str) -> Any:
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{path} must not be empty")
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        return tuple(_check_value(v, typing.get_args(hint)[0], meta, path) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{path} must be a whole number, got {value!r}")
+        value = int(value)
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{path} must be a finite number, got {value}")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be text, got {value!r}")
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{path} must be one of {', '.join(choices)}; got '{value}'")
+        if not value.strip():
+            raise ConfigError(f"{path} must not be empty")
+        return value
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and (value < lo or (meta.get("min_exclusive") and value == lo)):
+        relation = "greater than" if meta.get("min_exclusive") else "at least"
+        raise ConfigError(f"{path} must be {relation} {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{path} must be at most {hi}, got {value}")
+    return value
+
+
+def describe_fields(cls: type) -> dict[str, str]:
+    """Field name -> help text, for CLI --help and app tooltips."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

@@ -1,0 +1,104 @@
+"""Top-k classification of images, from a run folder or from a pretrained ImageNet network.
+
+A checkpoint carries the architecture, class names, input size and normalisation,
+so `Classifier.from_run(run_dir)` needs nothing else. `Classifier.pretrained(name)`
+classifies into the 1000 ImageNet classes with no training at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cvdemo import runs
+from cvdemo.errors import CheckpointError, DataError
+
+
+@dataclass
+class Classifier:
+    model: nn.Module
+    classes: list[str]
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    in_channels: int
+    center_crop: bool   # ImageNet convention: resize the short side, crop the centre; runs use the whole image
+    source: str         # what made these predictions, for display
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], source: str) -> Classifier:
+        from cvdemo.models import create_model
+
+        try:
+            model = create_model(ckpt["model"], ckpt["num_classes"], pretrained=False,
+                                 in_channels=ckpt["in_channels"], **ckpt.get("model_kwargs", {}))
+            model.load_state_dict(ckpt["state_dict"])
+        except KeyError as e:
+            raise CheckpointError(f"checkpoint from {source} lacks '{e.args[0]}'; it was not written by cvdemo") from None
+        except RuntimeError as e:
+            first = str(e).splitlines()[0][:160]
+            raise CheckpointError(f"checkpoint from {source} does not fit architecture {ckpt['model']} "
+                                  f"with {ckpt['num_classes']} classes ({first})") from None
+        model.eval()
+        return cls(model, list(ckpt["classes"]), int(ckpt["image_size"]), tuple(ckpt["mean"]),
+                   tuple(ckpt["std"]), int(ckpt["in_channels"]), False, source)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, which: str = "best") -> Classifier:
+        run_dir = Path(run_dir)
+        path = run_dir / f"{which}.pt"
+        if not path.exists() and which == "best":
+            path = run_dir / "last.pt"
+        if not path.exists():
+            raise CheckpointError(f"run {run_dir.name} has no checkpoint yet (it has not finished an epoch)")
+        return cls.from_checkpoint(runs.load_checkpoint(path), str(run_dir))
+
+    @classmethod
+    def pretrained(cls, name: str) -> Classifier:
+        """The network with its original 1000-class ImageNet head."""
+        from cvdemo.models import create_model, get_spec, imagenet_classes
+
+        spec = get_spec(name)
+        model = create_model(name, None, pretrained=True).eval()
+        return cls(model, imagenet_classes(), spec.input_size, tuple(spec.mean), tuple(spec.std), 3, True,
+                   f"{name} (ImageNet)")
+
+    def to_input(self, image: Any) -> torch.Tensor:
+        """One PIL image -> float (1, C, S, S) normalised as the model expects."""
+        from cvdemo.data import prepare_image
+
+        if self.center_crop:
+            w, h = image.size
+            side = min(w, h)
+            image = image.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+        return prepare_image(image, size=self.image_size, mean=self.mean, std=self.std, channels=self.in_channels)
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Any]) -> torch.Tensor:
+        """Softmax probabilities (N, classes) for a list of PIL images."""
+        batch = torch.cat([self.to_input(im) for im in images])
+        return torch.softmax(self.model(batch), dim=1)
+
+    def top(self, images: list[Any], k: int = 5) -> list[list[dict[str, Any]]]:
+        probs = self.probabilities(images)
+        p, idx = probs.topk(min(k, probs.shape[1]), dim=1)
+        return [[{"class": self.classes[i], "index": i, "prob": float(q)} for q, i in zip(pr.tolist(), ix.tolist())]
+                for pr, ix in zip(p, idx)]
+
+
+def read_image_file(path: str | Path) -> Any:
+    """Decode an image file from disk into an upright RGB PIL image (DataError if unreadable)."""
+    from cvdemo.data import decode_image
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"image {path} does not exist") from None
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+    return decode_image(data, str(path))
