@@ -1,0 +1,72 @@
+"""A small, fast residual network for 32x32 images, in the style of the "ResNet-9" nets that
+train CIFAR-10 to 94% in minutes (Page 2018, "How to train your ResNet").
+
+stem: conv-bn-relu; stage1: conv-bn-relu + max-pool, then a residual block of two convs;
+stage2: conv-bn-relu + max-pool; stage3: like stage1; then global max-pool and a linear head.
+Channels are width, 2*width, 4*width, 8*width (width=64 is the original ResNet-9).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from cvdemo.errors import ModelError
+from cvdemo.models.registry import register_model
+
+
+def conv_bn(cin: int, cout: int) -> nn.Sequential:
+    """3x3 convolution, batch norm, ReLU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """x + f(x) with f two conv-bn-relu layers; `last_bn` is f's final batch norm."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.branch = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    @property
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.branch[1][1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.branch(x)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-9 layout: stem, three down-sampling stages (two with a residual block), max-pool, linear head."""
+
+    def __init__(self, num_classes: int, in_channels: int = 3, width: int = 64):
+        super().__init__()
+        w = width
+        self.stem = conv_bn(in_channels, w)
+        self.stage1 = nn.Sequential(conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w))
+        self.stage2 = nn.Sequential(conv_bn(2 * w, 4 * w), nn.MaxPool2d(2))
+        self.stage3 = nn.Sequential(conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(8 * w, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stage3(self.stage2(self.stage1(self.stem(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@register_model(
+    "cifar_resnet", family="cifar_resnet", input_size=32, min_input_size=8,
+    groups=(("stem", ("stem",)), ("stage1", ("stage1",)), ("stage2", ("stage2",)), ("stage3", ("stage3",)),
+            ("head", ("fc",))),
+    head="fc", cam_layer="stage3", pretrained=None, mean=None, std=None, flexible_channels=True,
+    description="ResNet-9 style fast CIFAR net (Page 2018), 6.6M parameters at width 64 (width=32: 1.6M)")
+def cifar_resnet(num_classes: int, pretrained: bool, in_channels: int, width: int = 64,
+                 zero_init_residual: bool = False) -> nn.Module:
+    """The fast CIFAR ResNet; `width` sets the stem's channels (doubling per stage)."""
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 1024:
+        raise ModelError(f"cifar_resnet's width must be a whole number from 1 to 1024, not {width!r}")
+    model = CifarResNet(num_classes, in_channels, width)
+    if zero_init_residual:
+        for m in model.modules():
+            if isinstance(m, Residual):
+                nn.init.zeros_(m.last_bn.weight)
+    return model
