@@ -7,6 +7,7 @@ Errors a user can fix go to stderr as one sentence with exit code 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -52,42 +53,65 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 # -- train ---------------------------------------------------------------------------------------
 
-# CLI flag -> (config section, field). Flags left unset keep the config file's or the default value.
-TRAIN_FLAGS = {
-    "data": ("data", "source"), "val_fraction": ("data", "val_fraction"),
-    "test_fraction": ("data", "test_fraction"), "limit_train": ("data", "limit_train"),
-    "limit_test": ("data", "limit_test"), "augment": ("data", "augment"), "image_size": ("data", "image_size"),
-    "skip_bad": ("data", "skip_bad"), "workers": ("data", "workers"),
-    "model": ("model", "name"), "pretrained": ("model", "pretrained"), "freeze": ("model", "freeze"),
-    "zero_init_residual": ("model", "zero_init_residual"),
-    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
-    "optimizer": ("train", "optimizer"), "momentum": ("train", "momentum"), "nesterov": ("train", "nesterov"),
-    "weight_decay": ("train", "weight_decay"), "schedule": ("train", "schedule"),
-    "step_size": ("train", "step_size"), "milestones": ("train", "milestones"), "gamma": ("train", "gamma"),
-    "warmup_epochs": ("train", "warmup_epochs"), "label_smoothing": ("train", "label_smoothing"),
-    "seed": ("train", "seed"), "device": ("train", "device"),
-}
+# Flags are generated from the config dataclasses, so every field has one: --field-name, except these.
+FLAG_NAMES = {("data", "source"): "--data", ("model", "name"): "--model"}
 
 
-def config_from_args(args: argparse.Namespace):
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, help text from the field's metadata; unset flags stay None."""
+    import dataclasses
+    import typing
+
+    from cvdemo.config import DataConfig, ModelConfig, TrainConfig
+
+    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        group = parser.add_argument_group(f"{section} settings")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            flag = FLAG_NAMES.get((section, f.name), "--" + f.name.replace("_", "-"))
+            hint = hints[f.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            base = args[0] if args and typing.get_origin(hint) is not tuple else hint
+            help_text = f.metadata.get("help", "")
+            if f.metadata.get("choices"):
+                help_text += f" ({', '.join(f.metadata['choices'])})"
+            kwargs: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": None, "help": help_text}
+            if base is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif base in (int, float):
+                kwargs["type"] = base
+                kwargs["metavar"] = "N" if base is int else "X"
+            else:
+                kwargs["metavar"] = "LIST" if typing.get_origin(hint) is tuple else "TEXT"
+            group.add_argument(flag, **kwargs)
+
+
+def config_from_args(args: argparse.Namespace, base: Any = None):
+    """The RunConfig of --config (or `base`, or the defaults) with every flag the user gave applied."""
     from cvdemo.config import RunConfig
 
-    base = RunConfig.from_json_file(args.config) if args.config else RunConfig()
-    changes: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
-    for flag, (section, field) in TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
+    if base is None:
+        base = RunConfig.from_json_file(args.config) if args.config else RunConfig()
+    changes: dict[str, Any] = {"data": {}, "model": {}, "train": {}}
+    for dest, value in vars(args).items():
+        if "." in dest and value is not None:
+            section, field = dest.split(".", 1)
             changes[section][field] = value
-    if args.name is not None:
-        changes["name"] = args.name  # type: ignore[assignment]
+    if getattr(args, "name", None) is not None:
+        changes["name"] = args.name
     return base.replace(**changes)
 
 
 class ProgressBar:
     """Trainer callback: a tqdm bar per epoch on stderr (hidden when stderr is not a terminal)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path | None = None) -> None:
         self.bar = None
+        self.run_dir = run_dir
+
+    def on_train_start(self, trainer) -> None:
+        if self.run_dir is not None:
+            print(f"training into {self.run_dir}", file=sys.stderr)
 
     def on_epoch_start(self, trainer, epoch: int) -> None:
         from tqdm import tqdm
@@ -113,23 +137,57 @@ class ProgressBar:
             self.bar.close()
 
 
+def base_config(args: argparse.Namespace):
+    """The config a training command starts from: a recipe, a config file, or the defaults."""
+    from cvdemo.config import RunConfig
+    from cvdemo.recipes import load_recipe
+
+    if getattr(args, "recipe", None):
+        recipe = load_recipe(args.recipe)
+        base = recipe.config_for(getattr(args, "data.source", None))
+        return base, recipe
+    return (RunConfig.from_json_file(args.config) if args.config else RunConfig()), None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cvdemo import runs
     from cvdemo.config import RunConfig
+    from cvdemo.train.job import run_training
 
-    if args.run_dir:  # a run folder prepared by runs.create_run (the app launches training this way)
+    resume = False
+    if args.resume:
+        run_dir = runs.resolve_run(args.resume, args.out)
+        config = RunConfig.from_json_file(run_dir / "config.json")
+        state = runs.read_status(run_dir)["state"]
+        if state not in ("cancelled", "interrupted", "failed"):
+            raise CvdemoError(f"run {run_dir.name} is {state}; only cancelled, interrupted or failed runs resume")
+        if not (run_dir / "last.pt").exists():
+            raise CvdemoError(f"run {run_dir.name} has no finished epoch to resume from; start it again instead")
+        resume = True
+    elif args.run_dir:  # a run folder prepared by runs.create_run (the app launches training this way)
         run_dir = Path(args.run_dir)
         config = RunConfig.from_json_file(run_dir / "config.json")
     else:
-        config = config_from_args(args)
-        run_dir = runs.create_run(args.out or runs.default_root(), config)
-    from cvdemo.train.job import run_training
+        base, recipe = base_config(args)
+        config = config_from_args(args, base)
+        if args.lr_find or (recipe is not None and recipe.lr_find):
+            from cvdemo.train.job import find_lr
 
-    print(f"run {run_dir}", file=sys.stderr)
-    summary = run_training(config, run_dir, callbacks=[ProgressBar()])
+            found = find_lr(config)
+            print(f"learning-rate finder suggests {found.suggested_lr:.3g} "
+                  f"(minimum/10 rule: {found.min_div10_lr:.3g})", file=sys.stderr)
+            config = config.replace(train={"lr": found.suggested_lr})
+        run_dir = runs.create_run(args.out or runs.default_root(), config)
+    from cvdemo.train.groups import format_group_table
+
+    summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir)], resume=resume)
+    if summary.get("groups") and (config.train.lr_decay or config.train.group_lr_mult
+                                  or config.model.freeze != "none"):
+        print(format_group_table(summary["groups"]), file=sys.stderr)
     test = summary.get("test")
     payload = {"run": str(run_dir), "status": summary["status"], "message": summary["message"],
-               "epochs": summary["epochs"], "seconds": round(summary["seconds"], 2), "test": test}
+               "epochs": summary["epochs"], "seconds": round(summary["seconds"], 2), "test": test,
+               "lr": config.train.lr, "groups": summary.get("groups")}
     if summary["status"] == "completed":
         human = (f"{summary['status']}: test top-1 {test['top1']:.1%}, top-5 {test['top5']:.1%}, "
                  f"loss {test['loss']:.3f} after {summary['epochs']} epochs in {summary['seconds']:.1f} s\n"
@@ -137,6 +195,67 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         human = f"{summary['status']}: {summary['message']}\nrun folder: {run_dir}"
     _emit(args, payload, human)
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from cvdemo.train.job import find_lr
+
+    base, _ = base_config(args)
+    config = config_from_args(args, base)
+    result = find_lr(config, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps)
+    if args.plot:
+        from cvdemo.plots import lr_find_plot
+
+        lr_find_plot(result, args.plot)
+    human = (f"suggested learning rate (steepest descent): {result.suggested_lr:.3g}\n"
+             f"minimum of the smoothed loss at {result.min_loss_lr:.3g}; minimum/10 rule: {result.min_div10_lr:.3g}"
+             + (f"\nplot: {args.plot}" if args.plot else ""))
+    _emit(args, {**result.to_dict(), "plot": args.plot}, human)
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from cvdemo.recipes import list_recipes, load_recipe
+
+    recipes = [load_recipe(n) for n in list_recipes()]
+    lines = []
+    for r in recipes:
+        needs = f"  needs --data: {r.data_required}" if r.data_required else ""
+        lines.append(f"{r.name:<32} [{r.device}] {r.title}{chr(10) + ' ' * 4 + needs if needs else ''}")
+    _emit(args, {"recipes": [r.summary() for r in recipes]}, "\n".join(lines))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from cvdemo import runs
+    from cvdemo.compare import parse_vary, run_sweep, to_markdown
+
+    base, recipe = base_config(args)
+    base = config_from_args(args, base)
+    vary = parse_vary(args.vary or [])
+    if not vary and recipe is not None and recipe.sweep:
+        vary = {k: list(v) for k, v in recipe.sweep.items()}
+    if not vary:
+        raise CvdemoError("nothing to sweep: add --vary KEY=V1,V2 (e.g. --vary model=lenet,resnet18)")
+
+    def started(values: dict[str, Any], run_dir: Path) -> None:
+        print(f"run {run_dir.name}: {' '.join(f'{k}={v}' for k, v in values.items())}", file=sys.stderr)
+
+    result = run_sweep(base, vary, Path(args.out or runs.default_root()), parallel=args.parallel, on_run=started,
+                       callbacks=[ProgressBar()])
+    _emit(args, result, to_markdown(result["rows"]) + f"\ntables in {result['folder']}")
+    return 0
+
+
+def cmd_preview_augment(args: argparse.Namespace) -> int:
+    from cvdemo.augment_preview import preview_grid
+
+    base, _ = base_config(args)
+    config = config_from_args(args, base)
+    path = preview_grid(config, args.out_file, n=args.n)
+    _emit(args, {"out": str(path), "augment": config.data.augment, "mixup": config.train.mixup,
+                 "cutmix": config.train.cutmix}, f"wrote {path}")
     return 0
 
 
@@ -205,43 +324,41 @@ def build_parser() -> argparse.ArgumentParser:
     command("models", "list the architectures, their sizes and whether pretrained weights work offline")
 
     p = command("train", "train a model and leave a complete run folder")
-    g = p.add_argument_group("data")
-    g.add_argument("--data", help="digits (default), mnist, fashion-mnist, cifar10, cifar100, a folder or a .zip")
-    g.add_argument("--val-fraction", type=float)
-    g.add_argument("--test-fraction", type=float)
-    g.add_argument("--limit-train", type=int, help="train on at most N images (stratified)")
-    g.add_argument("--limit-test", type=int, help="validate and test on at most N images each (stratified)")
-    g.add_argument("--augment", help="none, standard (pad-crop + flip), rrc (random-resized-crop + flip), "
-                                     "trivialaugment")
-    g.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
-    g.add_argument("--skip-bad", action="store_true", default=None, help="skip unreadable images")
-    g.add_argument("--workers", type=int, help="data-loading processes")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="architecture (see `cvdemo models`); default lenet")
-    g.add_argument("--pretrained", action="store_true", default=None, help="start from ImageNet weights")
-    g.add_argument("--freeze", help="none or backbone (train the head only)")
-    g.add_argument("--zero-init-residual", action="store_true", default=None)
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--optimizer", help="sgd, adam (default) or adamw")
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--nesterov", action="store_true", default=None)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--schedule", help="constant, step, multistep, cosine (default) or onecycle")
-    g.add_argument("--step-size", type=int, help="step schedule: epochs between decays")
-    g.add_argument("--milestones", help="multistep schedule: comma-separated epochs, e.g. 10,20,30")
-    g.add_argument("--gamma", type=float, help="decay factor for step/multistep")
-    g.add_argument("--warmup-epochs", type=float)
-    g.add_argument("--label-smoothing", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--device", help="auto (default), cpu, cuda or mps")
     g = p.add_argument_group("run")
     g.add_argument("--config", help="a JSON config file (flags override it)")
     g.add_argument("--name", help="a label for the run")
     g.add_argument("--out", help="runs folder (default ./runs or $CVDEMO_RUNS)")
+    g.add_argument("--resume", metavar="RUN", help="continue a cancelled or interrupted run from its last epoch")
+    g.add_argument("--recipe", help="start from a named recipe (see `cvdemo recipes`); flags override it")
+    g.add_argument("--lr-find", action="store_true", help="run the learning-rate finder first and train at its suggestion")
     g.add_argument("--run-dir", help=argparse.SUPPRESS)
+    add_config_flags(p)
+
+    p = command("lr-find", "learning-rate finder: an exponential sweep of the rate, with a suggestion")
+    p.add_argument("--config", help="a JSON config file (flags override it)")
+    p.add_argument("--recipe", help="start from a named recipe")
+    p.add_argument("--start-lr", type=float, default=1e-7)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=100, help="number of batches in the sweep")
+    p.add_argument("--plot", help="write loss against learning rate to this PNG")
+    add_config_flags(p)
+
+    command("recipes", "list the ready-made recipes (the reports' experiments and classroom demos)")
+
+    p = command("sweep", "train every combination of some settings and write a comparison table")
+    p.add_argument("--recipe", help="start from a named recipe")
+    p.add_argument("--config", help="a JSON config file")
+    p.add_argument("--vary", action="append", metavar="KEY=V1,V2", help="a setting and its values (repeatable)")
+    p.add_argument("--parallel", type=int, default=1, help="runs at once, each in its own process")
+    p.add_argument("--out", help="runs folder (default ./runs or $CVDEMO_RUNS)")
+    add_config_flags(p)
+
+    p = command("preview-augment", "write a grid of training images as the model will see them")
+    p.add_argument("--recipe", help="start from a named recipe")
+    p.add_argument("--config", help="a JSON config file")
+    p.add_argument("--out", dest="out_file", required=True, help="PNG file to write")
+    p.add_argument("-n", type=int, default=16, help="how many images")
+    add_config_flags(p)
 
     p = command("runs", "list runs with their status and best metrics")
     p.add_argument("--root", help="runs folder (default ./runs or $CVDEMO_RUNS)")
@@ -251,16 +368,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
     p.add_argument("--pretrained", action="store_true")
     p.add_argument("--topk", type=int, default=5)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(command)
     return parser
 
 
-COMMANDS = {"models": cmd_models, "train": cmd_train, "runs": cmd_runs, "predict": cmd_predict}
+COMMANDS = {"models": cmd_models, "train": cmd_train, "runs": cmd_runs, "predict": cmd_predict,
+            "lr-find": cmd_lr_find, "recipes": cmd_recipes, "sweep": cmd_sweep,
+            "preview-augment": cmd_preview_augment}
+# Modules with more commands: each has `register(command)`, where `command(name, help)` returns a
+# subparser that already takes --json; the module sets `func=` on it with set_defaults.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        func = getattr(args, "func", None) or COMMANDS[args.command]
+        return func(args)
     except CvdemoError as e:
         print(f"cvdemo {args.command}: {e}", file=sys.stderr)
         return 2

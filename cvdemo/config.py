@@ -21,8 +21,9 @@ from cvdemo.errors import ConfigError
 AUGMENTS = ("none", "standard", "rrc", "trivialaugment")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
-FREEZE = ("none", "backbone")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BEST_METRICS = ("val_top1", "val_loss")
 
 
 def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -54,15 +55,16 @@ class DataConfig:
 class ModelConfig:
     name: str = _f("lenet", "architecture name from `cvdemo models`")
     pretrained: bool = _f(False, "start from ImageNet weights")
-    freeze: str = _f("none", "'backbone' trains the head only (batch-norm statistics frozen too)", choices=FREEZE)
+    freeze: str = _f("none", "'backbone' trains the head only; 'until:GROUP' freezes the layer groups up to "
+                     "and including GROUP (batch-norm statistics of frozen groups stay fixed)")
     zero_init_residual: bool = _f(False, "ResNets: zero the last batch-norm of each residual branch")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = _f(10, "passes over the training set", min=1, max=10_000)
-    batch_size: int = _f(32, "images per optimisation step", min=1, max=65_536)
-    lr: float = _f(1e-3, "peak learning rate", min=0.0, max=1e6, min_exclusive=True)
+    batch_size: int = _f(16, "images per optimisation step", min=1, max=65_536)
+    lr: float = _f(3e-3, "peak learning rate", min=0.0, max=1e6, min_exclusive=True)
     optimizer: str = _f("adam", "optimisation algorithm", choices=OPTIMIZERS)
     momentum: float = _f(0.9, "SGD momentum (and one-cycle's upper momentum)", min=0.0, max=0.999)
     nesterov: bool = _f(False, "SGD with Nesterov momentum")
@@ -76,6 +78,28 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, "cross-entropy label smoothing", min=0.0, max=0.5)
     seed: int = _f(0, "random seed for initialisation, shuffling and augmentation", min=0, max=2**31 - 1)
     device: str = _f("auto", "where to train: auto picks cuda, then mps, then cpu", choices=DEVICES)
+    # Discriminative fine-tuning (report 000): lower learning rates for the layer groups nearer the input.
+    lr_decay: float | None = _f(None, "each layer group below the head gets this factor times the rate "
+                                "of the group above it", min=0.0, max=1.0, min_exclusive=True)
+    group_lr_mult: tuple[float, ...] = _f((), "explicit learning-rate multiplier per layer group, stem to head "
+                                          "(e.g. 0.1,0.125,0.167,0.25,0.5,1)", min=0.0, max=100.0)
+    unfreeze_at: tuple[int, ...] = _f((), "gradual unfreezing: at each of these epochs the next frozen layer "
+                                      "group (nearest the head first) starts training", min=1)
+    mixup: float = _f(0.0, "mixup alpha: blend pairs of images and labels (0 = off)", min=0.0, max=10.0)
+    cutmix: float = _f(0.0, "cutmix alpha: paste a box from another image (0 = off; with mixup, "
+                       "each batch uses one of the two)", min=0.0, max=10.0)
+    decay_norm_bias: bool = _f(True, "apply weight decay to biases and normalisation weights too "
+                               "(--no-decay-norm-bias exempts them)")
+    clip_grad_norm: float | None = _f(None, "clip the gradient norm to this value", min=0.0, min_exclusive=True)
+    accumulate: int = _f(1, "add up gradients over this many batches per optimisation step", min=1, max=1024)
+    precision: str = _f("auto", "arithmetic: auto = bf16 mixed precision on CUDA, fp32 elsewhere",
+                        choices=PRECISIONS)
+    channels_last: bool = _f(False, "channels-last memory layout (faster convolutions on recent GPUs)")
+    compile: bool = _f(False, "torch.compile the model (slow start, faster steps on a GPU)")
+    early_stop: int | None = _f(None, "stop when the best-model metric has not improved for this many epochs",
+                                min=1)
+    best_metric: str = _f("val_top1", "validation metric that picks best.pt and drives early stopping",
+                          choices=BEST_METRICS)
 
 
 @dataclass(frozen=True)
@@ -130,9 +154,18 @@ class RunConfig:
                               f"got {list(t.milestones)}")
         if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
             raise ConfigError(f"warm-up ({t.warmup_epochs} epochs) must be shorter than the run ({t.epochs} epochs)")
-        if self.model.freeze == "backbone" and not self.model.pretrained:
-            raise ConfigError("freezing the backbone only makes sense with --pretrained: "
-                              "a frozen random backbone cannot learn")
+        freeze = self.model.freeze
+        if freeze not in ("none", "backbone") and not (freeze.startswith("until:") and freeze[6:]):
+            raise ConfigError(f"freeze must be none, backbone or until:GROUP (e.g. until:layer3), got '{freeze}'")
+        if freeze != "none" and not self.model.pretrained and self.model.name != "alexnet_skip":
+            raise ConfigError("freezing layers only makes sense with --pretrained: "
+                              "frozen random layers cannot learn")
+        if t.unfreeze_at and freeze == "none":
+            raise ConfigError("--unfreeze-at needs frozen layers to unfreeze: add --freeze backbone or until:GROUP")
+        if t.lr_decay is not None and t.group_lr_mult:
+            raise ConfigError("give either --lr-decay or --group-lr-mult, not both")
+        if t.schedule == "onecycle" and t.warmup_epochs:
+            raise ConfigError("one-cycle has its own warm-up; leave warmup_epochs at 0")
         return self
 
 
@@ -170,11 +203,16 @@ def _check_value(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: st
         raise ConfigError(f"{path} must not be empty")
     origin = typing.get_origin(hint)
     if origin is tuple:
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
+        item = typing.get_args(hint)[0]
+        if isinstance(value, str):  # "10,20,30" from a command line or a form
+            try:
+                value = [item(v) for v in value.replace(" ", "").split(",") if v]
+            except ValueError:
+                kind = "whole numbers" if item is int else "numbers"
+                raise ConfigError(f"{path} must be a comma-separated list of {kind}, got '{value}'") from None
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{path} must be a list, got {value!r}")
-        return tuple(_check_value(v, typing.get_args(hint)[0], meta, path) for v in value)
+        return tuple(_check_value(v, item, meta, path) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{path} must be true or false, got {value!r}")
@@ -210,3 +248,37 @@ def _check_value(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: st
 def describe_fields(cls: type) -> dict[str, str]:
     """Field name -> help text, for CLI --help and app tooltips."""
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One config field as a form or a CLI needs it: its kind, default and allowed values."""
+    name: str
+    kind: str                         # "bool", "int", "float", "str", "list" (of ints) or "section"
+    optional: bool                    # None is allowed (the field's help says what empty means)
+    default: Any                      # for a section: the nested dataclass type
+    help: str
+    min: float | None
+    max: float | None
+    min_exclusive: bool
+    choices: tuple[str, ...] | None
+
+
+def field_infos(cls: type) -> list[FieldInfo]:
+    """The fields of a config dataclass in declaration order, with their metadata (see `_f`)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        hint, optional = hints[f.name], False
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            optional, hint = True, args[0]
+        if dataclasses.is_dataclass(hint):
+            kind, default = "section", hint
+        else:
+            kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(hint, "list")
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        meta = f.metadata
+        out.append(FieldInfo(f.name, kind, optional, default, meta.get("help", ""), meta.get("min"),
+                             meta.get("max"), bool(meta.get("min_exclusive")), meta.get("choices")))
+    return out

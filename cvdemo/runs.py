@@ -150,6 +150,11 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
         f.flush()
 
 
+def rewrite_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl atomically (a resumed run drops the lines of an unfinished epoch)."""
+    write_atomic(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """All complete metric lines; a half-written last line (process killed) is ignored."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -284,3 +289,26 @@ def launch(config: Any, root: Path | str | None = None) -> Path:
     # A file of its own: the child may already be writing status.json.
     write_json(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "time": time.time()})
     return run_dir
+
+
+def cancel(run_dir: Path) -> bool:
+    """Ask a queued or running run to stop (SIGTERM to its process); it saves and marks itself cancelled.
+
+    Returns False when there is nothing to stop (the run already finished or its process is gone).
+    """
+    import signal
+
+    status = read_status(run_dir)
+    if status.get("state") not in ("queued", "running"):
+        return False
+    pid = status.get("pid")
+    launch_path = Path(run_dir) / "launch.json"
+    if status.get("state") == "queued" and launch_path.exists():
+        pid = read_json(launch_path).get("pid")
+    if not isinstance(pid, int) or pid == os.getpid() or not _process_alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True

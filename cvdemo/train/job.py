@@ -18,7 +18,8 @@ import torch
 from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
-from cvdemo.train.optim import build_optimizer, build_scheduler, freeze
+from cvdemo.train.groups import LayerGroup, apply_freezing, group_table, optimizer_param_groups, plan_groups
+from cvdemo.train.optim import build_optimizer, build_scheduler
 from cvdemo.train.trainer import Diverged, StopTraining, Trainer, evaluate
 
 
@@ -47,12 +48,15 @@ class Setup:
     device: torch.device
     params_total: int
     params_trainable: int
+    groups: list[LayerGroup]
+    channels_last: bool = False
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         from cvdemo.data import to_model_input
 
-        return to_model_input(images.to(self.device, non_blocking=True), size=self.image_size,
-                              mean=self.mean, std=self.std, channels=self.in_channels)
+        x = to_model_input(images.to(self.device, non_blocking=True), size=self.image_size,
+                           mean=self.mean, std=self.std, channels=self.in_channels)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def checkpoint_meta(self, config: RunConfig) -> dict[str, Any]:
         """What inference needs to rebuild and feed the model from a run folder alone."""
@@ -66,20 +70,32 @@ def model_kwargs(config: RunConfig) -> dict[str, Any]:
     return {"zero_init_residual": True} if config.model.zero_init_residual else {}
 
 
-def build_setup(config: RunConfig) -> Setup:
-    """Load the data and build the model (heads replaced, backbone frozen if asked) on the chosen device."""
-    from cvdemo.data import compute_mean_std, load_dataset
-    from cvdemo.models import count_parameters, create_model, get_spec, group_parameters
+def load_data(config: RunConfig) -> Any:
+    """The DataBundle a run trains on: the same splits every time for the same config."""
+    from cvdemo.data import load_dataset
+    from cvdemo.models import get_spec
+
+    d = config.data
+    image_size = d.image_size or get_spec(config.model.name).input_size
+    return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
+                        image_size=image_size, skip_bad=d.skip_bad)
+
+
+def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
+    """Load the data and build the model (head replaced, groups planned) on the chosen device.
+
+    `load_weights=False` skips downloading/loading pretrained weights (a resumed run loads its own).
+    """
+    from cvdemo.data import compute_mean_std
+    from cvdemo.models import count_parameters, create_model, get_spec
 
     torch.manual_seed(config.train.seed)
     spec = get_spec(config.model.name)
-    d = config.data
-    image_size = d.image_size or spec.input_size
-    bundle = load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                          seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
-                          image_size=image_size, skip_bad=d.skip_bad)
+    image_size = config.data.image_size or spec.input_size
+    bundle = load_data(config)
     in_channels = bundle.channels if spec.flexible_channels and not config.model.pretrained else 3
-    model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained,
+    model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
                          in_channels=in_channels, **model_kwargs(config))
     if config.model.pretrained:
         # Pretrained weights expect the normalisation they were trained with.
@@ -88,81 +104,189 @@ def build_setup(config: RunConfig) -> Setup:
         mean, std = compute_mean_std(bundle.train)
         if len(mean) != in_channels:  # grey data into a 3-channel network: same statistics per channel
             mean, std = mean * in_channels, std * in_channels
-    if config.model.freeze == "backbone":
-        groups = group_parameters(model, spec)
-        freeze(p for _, params in groups[:-1] for p in params)
+    groups = plan_groups(model, config)
+    apply_freezing(groups, epoch=1)
     device = resolve_device(config.train.device)
     model.to(device)
+    if config.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     total, trainable = count_parameters(model)
-    return Setup(bundle, model, spec, image_size, in_channels, tuple(mean), tuple(std), device, total, trainable)
+    return Setup(bundle, model, spec, image_size, in_channels, tuple(mean), tuple(std), device, total, trainable,
+                 groups, config.train.channels_last)
 
 
 class RunWriter:
-    """Trainer callback that keeps the run folder current: metrics, status, last.pt and best.pt."""
+    """Trainer callback that keeps the run folder current: metrics, status, last.pt and best.pt.
 
-    def __init__(self, run_dir: Path, config: RunConfig, setup: Setup):
+    On each epoch's end the metrics line is appended first, then the checkpoints replaced, so
+    last.pt never claims an epoch that metrics.jsonl lacks.
+    """
+
+    def __init__(self, run_dir: Path, config: RunConfig, setup: Setup, history: list[dict[str, Any]]):
         self.run_dir, self.config, self.setup = Path(run_dir), config, setup
-        self.best_top1 = -1.0
+        self.metric = config.train.best_metric
+        self.sign = 1.0 if self.metric == "val_top1" else -1.0  # larger is better after the sign
+        scores = [self.sign * r[self.metric] for r in history if r.get(self.metric) == r.get(self.metric)]
+        self.best = max(scores, default=-float("inf"))
 
     def on_train_start(self, trainer: Trainer) -> None:
         runs.write_status(self.run_dir, "running", f"epoch {trainer.epoch + 1} of {trainer.epochs}",
                           epoch=trainer.epoch, epochs=trainer.epochs)
 
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        apply_freezing(self.setup.groups, epoch + 1)
+
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         runs.append_metrics(self.run_dir, {**record, "time": time.time()})
         meta = self.setup.checkpoint_meta(self.config)
-        weights = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        top1 = record.get("val_top1", float("nan"))
-        if top1 == top1 and top1 > self.best_top1:  # NaN-safe
-            self.best_top1 = top1
-            runs.save_checkpoint(self.run_dir / "best.pt", {**meta, "state_dict": weights,
-                                                            "epoch": trainer.epoch, "val_top1": top1})
+        # setup.model, not trainer.model: a torch.compile wrapper would prefix every key.
+        weights = {k: v.detach().cpu() for k, v in self.setup.model.state_dict().items()}
+        score = self.sign * record.get(self.metric, float("nan"))
+        if score == score and score > self.best:  # NaN-safe
+            self.best = score
+            runs.save_checkpoint(self.run_dir / "best.pt", {**meta, "state_dict": weights, "epoch": trainer.epoch,
+                                                            self.metric: record[self.metric]})
         runs.save_checkpoint(self.run_dir / "last.pt", {
             **meta, "state_dict": weights, "epoch": trainer.epoch, "step": trainer.step,
             "optimizer": trainer.optimizer.state_dict(),
-            "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None})
+            "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
+            "scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None})
         done = trainer.epoch >= trainer.epochs
         runs.write_status(self.run_dir, "running",
                           "testing" if done else f"epoch {trainer.epoch + 1} of {trainer.epochs}",
                           epoch=trainer.epoch, epochs=trainer.epochs)
 
 
-def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None = None) -> dict[str, Any]:
+class EarlyStop(StopTraining):
+    """The best-model metric stopped improving: the run ends normally and is tested."""
+
+
+class EarlyStopping:
+    """Trainer callback: stop when `metric` has not improved for `patience` epochs."""
+
+    def __init__(self, metric: str, patience: int, history: list[dict[str, Any]]):
+        self.metric, self.patience = metric, patience
+        self.sign = 1.0 if metric == "val_top1" else -1.0
+        self.best, self.best_epoch = -float("inf"), 0
+        for r in history:
+            self.update(r)
+
+    def update(self, record: dict[str, Any]) -> None:
+        score = self.sign * record.get(self.metric, float("nan"))
+        if score == score and score > self.best:
+            self.best, self.best_epoch = score, record["epoch"]
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        self.update(record)
+        if record["epoch"] - self.best_epoch >= self.patience and trainer.epoch < trainer.epochs:
+            raise EarlyStop(f"stopped early after epoch {record['epoch']}: {self.metric} has not improved "
+                            f"for {self.patience} epochs (best at epoch {self.best_epoch})")
+
+
+class CancelOnSignal:
+    """Trainer callback: SIGTERM (a cancel button, `kill`) stops training after the current batch.
+
+    The handler only sets a flag; the trainer stops at a safe point, so last.pt stays consistent.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: Any = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def on_batch_end(self, trainer: Trainer, info: Any) -> None:
+        if self.requested:
+            raise StopTraining("cancelled by a signal")
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision setting: auto means bf16 on CUDA and full fp32 elsewhere."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None = None,
+                 resume: bool = False) -> dict[str, Any]:
     """Train per `config` into `run_dir` (made by runs.create_run); returns the summary also saved there.
 
-    A diverged or cancelled run ends normally with that status; input errors are recorded as `failed`
-    and re-raised for the caller to show.
+    `resume=True` continues from the run's last.pt at the same epoch, step, optimizer and scheduler
+    state (randomness is reseeded per epoch), so the result matches an uninterrupted run.
+    A diverged or cancelled run ends normally with that status; input errors are recorded as
+    `failed` and re-raised for the caller to show.
     """
     run_dir = Path(run_dir)
     started = time.time()
     runs.write_status(run_dir, "running", "loading data and model", pid=os.getpid())
     summary: dict[str, Any] = {"run": str(run_dir), "config": config.to_dict()}
     try:
-        setup = build_setup(config)
+        last = runs.load_checkpoint(run_dir / "last.pt") if resume else None
+        setup = build_setup(config, load_weights=last is None)
+        t = config.train
+        table = group_table(setup.groups, t.lr)
         summary.update(data=setup.bundle.summary(), device=str(setup.device), image_size=setup.image_size,
-                       params_total=setup.params_total, params_trainable=setup.params_trainable)
+                       params_total=setup.params_total, params_trainable=setup.params_trainable, groups=table)
         from cvdemo.data import make_loader
 
-        d, t = config.data, config.train
+        d = config.data
         train_loader = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=d.augment,
                                    seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda")
         val_loader = make_loader(setup.bundle.val, batch_size=max(t.batch_size, 256), shuffle=False,
                                  workers=d.workers)
-        trainable = [p for p in setup.model.parameters() if p.requires_grad]
-        optimizer = build_optimizer(trainable, t)
-        scheduler = build_scheduler(optimizer, t, len(train_loader))
-        trainer = Trainer(setup.model, optimizer, scheduler, train_loader, val_loader, prepare=setup.prepare,
+        optimizer = build_optimizer(optimizer_param_groups(setup.groups, t.lr, t.weight_decay,
+                                                           t.decay_norm_bias), t)
+        steps_per_epoch = -(-len(train_loader) // t.accumulate)
+        scheduler = build_scheduler(optimizer, t, steps_per_epoch)
+        history: list[dict[str, Any]] = []
+        start_epoch = step = 0
+        if last is not None:
+            setup.model.load_state_dict(last["state_dict"])
+            optimizer.load_state_dict(last["optimizer"])
+            scheduler.load_state_dict(last["scheduler"])
+            start_epoch, step = last["epoch"], last["step"]
+            history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch" and m["epoch"] <= start_epoch]
+            runs.rewrite_metrics(run_dir, history)  # drop lines of a partly finished epoch
+        model = torch.compile(setup.model) if t.compile else setup.model
+        trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=setup.prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
-                          callbacks=[RunWriter(run_dir, config, setup), *(callbacks or [])])
-        trainer.fit()
-        summary["test"] = test_best(setup, run_dir)
-        summary["val_top1_best"] = max((r["val_top1"] for r in trainer.history), default=None)
-        state, message = "completed", f"test top-1 {summary['test']['top1']:.1%}"
+                          start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
+                          accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
+                          amp_dtype=amp_dtype(t.precision, setup.device),
+                          callbacks=[RunWriter(run_dir, config, setup, history), CancelOnSignal(),
+                                     *([EarlyStopping(t.best_metric, t.early_stop, history)] if t.early_stop else []),
+                                     *(callbacks or [])])
+        if last is not None and last.get("scaler") and trainer.scaler is not None:
+            trainer.scaler.load_state_dict(last["scaler"])
+        message = ""
+        try:
+            trainer.fit()
+        except EarlyStop as e:
+            message = f"{e}; "
+        history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
+        summary["test"] = test_best(setup, run_dir, amp_dtype(t.precision, setup.device))
+        best_of = max if t.best_metric == "val_top1" else min
+        summary["best_" + t.best_metric] = best_of((r[t.best_metric] for r in history), default=None)
+        state, message = "completed", message + f"test top-1 {summary['test']['top1']:.1%}"
     except Diverged as e:
         state, message = "diverged", str(e)
         summary["diverged"] = {"epoch": e.epoch + 1, "step": e.step, "loss": repr(e.loss), "lr": e.lr}
     except (StopTraining, KeyboardInterrupt):
-        state, message = "cancelled", "stopped on request"
+        state, message = "cancelled", "stopped on request; resume it to continue from the last finished epoch"
     except CvdemoError as e:
         state, message = "failed", str(e)
         _finish(run_dir, summary, state, message, started)
@@ -182,14 +306,28 @@ def _finish(run_dir: Path, summary: dict[str, Any], state: str, message: str, st
     return summary
 
 
-def test_best(setup: Setup, run_dir: Path) -> dict[str, float]:
+def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None) -> dict[str, float]:
     """Load best.pt into the model and measure it on the test split (never seen during training)."""
     from cvdemo.data import make_loader
 
     best = runs.load_checkpoint(run_dir / "best.pt")
     setup.model.load_state_dict(best["state_dict"])
     loader = make_loader(setup.bundle.test, batch_size=256, shuffle=False)
-    result = evaluate(setup.model, loader, setup.prepare, setup.device)
-    runs.append_metrics(run_dir, {"kind": "test", "split": "test", "epoch": best["epoch"] + 1, **result,
+    result = evaluate(setup.model, loader, setup.prepare, setup.device, amp)
+    runs.append_metrics(run_dir, {"kind": "test", "split": "test", "epoch": best["epoch"], **result,
                                   "time": time.time()})
     return result
+
+
+def find_lr(config: RunConfig, **options: Any) -> Any:
+    """Run the learning-rate finder on the run's data and model (nothing is saved; the model is thrown away)."""
+    from cvdemo.data import make_loader
+    from cvdemo.train.lr_finder import lr_find
+
+    setup = build_setup(config)
+    t = config.train
+    loader = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=config.data.augment,
+                         seed=t.seed, workers=config.data.workers)
+    optimizer = build_optimizer(optimizer_param_groups(setup.groups, t.lr, t.weight_decay, t.decay_norm_bias), t)
+    return lr_find(setup.model, optimizer, loader, setup.prepare, setup.device,
+                   loss_fn=torch.nn.CrossEntropyLoss(label_smoothing=t.label_smoothing), **options)

@@ -64,40 +64,91 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor], torch.Tensor],
-             device: torch.device) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and top-5 accuracy (fractions in [0, 1]) over a loader of (uint8 images, labels)."""
+             device: torch.device, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Mean cross-entropy, top-1/2/5 accuracy and macro-F1 (fractions in [0, 1]) over (uint8 images, labels)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros(2, device=device)
+    correct = torch.zeros(3, device=device)
+    confusion = None
     n = 0
     for images, labels in loader:
         labels = labels.to(device, non_blocking=True)
-        logits = model(prepare(images))
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(prepare(images)).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum")
-        correct += torch.stack(topk_correct(logits, labels, (1, 5)))
+        correct += torch.stack(topk_correct(logits, labels, (1, 2, 5)))
+        k = logits.shape[1]
+        if confusion is None:
+            confusion = torch.zeros(k * k, device=device, dtype=torch.long)
+        confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
         n += labels.numel()
     model.train(was_training)
     if n == 0:
-        return {"loss": float("nan"), "top1": float("nan"), "top5": float("nan"), "n": 0}
-    top1, top5 = (correct / n).tolist()
-    return {"loss": loss_sum.item() / n, "top1": top1, "top5": top5, "n": n}
+        nan = float("nan")
+        return {"loss": nan, "top1": nan, "top2": nan, "top5": nan, "macro_f1": nan, "n": 0}
+    top1, top2, top5 = (correct / n).tolist()
+    return {"loss": loss_sum.item() / n, "top1": top1, "top2": top2, "top5": top5,
+            "macro_f1": macro_f1(confusion.view(k, k)), "n": n}
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """Unweighted mean F1 over the classes that occur (as true or predicted) in a (true, predicted) count matrix."""
+    c = confusion.double()
+    tp = c.diag()
+    support, predicted = c.sum(1), c.sum(0)
+    present = (support + predicted) > 0
+    f1 = 2 * tp / (support + predicted).clamp(min=1)
+    return f1[present].mean().item()
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup: float, cutmix: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup (blend two images) or cutmix (paste a box of one into the other), chosen per batch.
+
+    x: float (B, C, H, W) model input; returns (mixed x, labels a, labels b, lam) where the loss is
+    lam * CE(a) + (1 - lam) * CE(b). Randomness comes from torch's global generator (seeded per epoch).
+    """
+    use_cutmix = cutmix > 0 and (mixup <= 0 or torch.rand(()).item() < 0.5)
+    alpha = cutmix if use_cutmix else mixup
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(x.shape[0]).to(x.device)
+    if not use_cutmix:
+        return x * lam + x[perm] * (1 - lam), y, y[perm], lam
+    h, w = x.shape[-2:]
+    cut_h, cut_w = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+    left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+    x = x.clone()
+    x[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
+    lam = 1 - (bottom - top) * (right - left) / (h * w)  # the pasted area decides the label weight
+    return x, y, y[perm], lam
 
 
 class Trainer:
-    """Trains `model` for `epochs` epochs; `prepare` turns a uint8 batch into model input on `device`."""
+    """Trains `model` for `epochs` epochs; `prepare` turns a uint8 batch into model input on `device`.
+
+    Options beyond the plain loop: `mixup`/`cutmix` alphas, `accumulate` batches per optimiser step,
+    `clip_grad_norm`, `amp_dtype` (bf16/fp16 autocast; fp16 uses a gradient scaler) and `seed`, which
+    reseeds torch's generator at the start of every epoch so a resumed run repeats exactly.
+    """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
                  train_loader: Iterable, val_loader: Iterable | None, *,
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, epochs: int,
                  label_smoothing: float = 0.0, callbacks: Sequence[Any] = (), start_epoch: int = 0,
-                 step: int = 0):
+                 step: int = 0, seed: int = 0, mixup: float = 0.0, cutmix: float = 0.0, accumulate: int = 1,
+                 clip_grad_norm: float | None = None, amp_dtype: torch.dtype | None = None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.prepare, self.device, self.epochs = prepare, device, epochs
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         self.callbacks = list(callbacks)
         self.epoch, self.step = start_epoch, step
+        self.seed, self.mixup, self.cutmix = seed, mixup, cutmix
+        self.accumulate, self.clip_grad_norm, self.amp_dtype = accumulate, clip_grad_norm, amp_dtype
+        self.scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         self.history: list[dict[str, Any]] = []
         # A host sync per step is free on the CPU; on a GPU it stalls the queue, so check less often.
         self.sync_every = 1 if device.type == "cpu" else 25
@@ -119,10 +170,12 @@ class Trainer:
         self.emit("on_train_start")
         try:
             while self.epoch < self.epochs:
+                torch.manual_seed(self.seed * 100_003 + self.epoch)  # epoch-exact randomness, for resume
+                set_loader_epoch(self.train_loader, self.epoch)
                 self.emit("on_epoch_start", self.epoch)
                 record = {"kind": "epoch", "epoch": self.epoch + 1, **self.train_one_epoch()}
                 if self.val_loader is not None:
-                    val = evaluate(self.model, self.val_loader, self.prepare, self.device)
+                    val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype)
                     record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
                 self.history.append(record)
                 self.epoch += 1
@@ -131,6 +184,21 @@ class Trainer:
             self.emit("on_train_end")
         return self.history
 
+    def optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.clip_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+
     def train_one_epoch(self) -> dict[str, float]:
         self.set_train_mode()
         loss_sum = torch.zeros((), device=self.device)
@@ -138,22 +206,31 @@ class Trainer:
         seen = 0
         batches = len(self.train_loader)  # type: ignore[arg-type]
         lr_start = self.optimizer.param_groups[-1]["lr"]
+        mixing = self.mixup > 0 or self.cutmix > 0
+        self.optimizer.zero_grad(set_to_none=True)
         start = time.perf_counter()
         for i, (images, labels) in enumerate(self.train_loader):
             labels = labels.to(self.device, non_blocking=True)
-            logits = self.model(self.prepare(images))
-            loss = self.loss_fn(logits, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.step += 1
+            x = self.prepare(images)
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                if mixing:
+                    x, labels_a, labels_b, lam = mix_batch(x, labels, self.mixup, self.cutmix)
+                    logits = self.model(x)
+                    loss = lam * self.loss_fn(logits, labels_a) + (1 - lam) * self.loss_fn(logits, labels_b)
+                else:
+                    logits = self.model(x)
+                    loss = self.loss_fn(logits, labels)
+            scaled = loss / self.accumulate
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+            stepped = (i + 1) % self.accumulate == 0 or i == batches - 1
+            if stepped:
+                self.optimizer_step()
             loss_sum += loss.detach() * labels.numel()
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += labels.numel()
             loss_value = None
-            if self.step % self.sync_every == 0 or i == batches - 1:
+            if (stepped and self.step % self.sync_every == 0) or i == batches - 1:
                 loss_value = loss.item()
                 if not math.isfinite(loss_value) or loss_value > DIVERGED_LOSS:
                     raise Diverged(self.epoch, self.step, loss_value, self.optimizer.param_groups[-1]["lr"])
@@ -162,3 +239,9 @@ class Trainer:
         seconds = time.perf_counter() - start
         return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
                 "lr": lr_start, "images_per_s": seen / max(seconds, 1e-9), "seconds": seconds}
+
+
+def set_loader_epoch(loader: Any, epoch: int) -> None:
+    """Tell a loader which epoch comes next, so its shuffle order matches an uninterrupted run."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
