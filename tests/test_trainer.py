@@ -143,3 +143,26 @@ def test_onecycle_peaks_at_the_chosen_rate():
         sched.step()
     assert max(lrs) == pytest.approx(0.2, rel=0.05)
     assert lrs[0] < 0.02 and lrs[-1] < 0.001
+
+
+def test_fully_frozen_blocks_run_in_inference_mode():
+    """A frozen block's stochastic parts (dropout, stochastic depth) are off; trainable ones stay on."""
+    modes = {}
+
+    class Block(nn.Module):
+        def __init__(self, name):
+            super().__init__()
+            self.name, self.linear = name, nn.Linear(16, 16)
+
+        def forward(self, x):
+            modes[self.name] = self.training
+            return self.linear(x)
+
+    model = nn.Sequential(nn.Flatten(), Block("frozen"), Block("trainable"), nn.Linear(16, 4))
+    for p in model[1].parameters():
+        p.requires_grad_(False)
+    x, y = blobs(64)
+    cfg = TrainConfig(lr=0.1, epochs=1, optimizer="sgd", schedule="constant")
+    opt = build_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    Trainer(model, opt, None, batches(x, y), None, prepare=prepare, device=torch.device("cpu"), epochs=1).fit()
+    assert modes == {"frozen": False, "trainable": True}

@@ -160,10 +160,12 @@ class Trainer:
                 handler(self, *args)
 
     def set_train_mode(self) -> None:
-        """Train mode, except batch norms whose weights are frozen keep their running statistics."""
+        """Train mode, except modules whose weights are all frozen run as at inference: their batch norms
+        keep their running statistics and their dropout / stochastic depth is off."""
         self.model.train()
         for m in self.model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
                 m.eval()
 
     def fit(self) -> list[dict[str, Any]]:
