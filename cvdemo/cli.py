@@ -259,6 +259,36 @@ def cmd_preview_augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cvdemo import bench
+    from cvdemo.train.job import resolve_device
+
+    names = list(bench.BENCHMARKS) if args.name == "all" else [args.name]
+    unknown = [n for n in names if n not in bench.BENCHMARKS]
+    if unknown:
+        raise CvdemoError(f"no benchmark '{unknown[0]}'; choose all or one of {', '.join(bench.BENCHMARKS)}")
+    device = resolve_device(args.device)
+    results: dict[str, Any] = {}
+    for name in names:
+        print(f"benchmark {name} on {device} ...", file=sys.stderr)
+        results[name] = bench.run([name], device)[name]
+        print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in results[name].items()), file=sys.stderr)
+    import platform
+
+    payload = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads":
+               torch_threads(), "date": __import__("time").strftime("%Y-%m-%d"), "results": results}
+    human = "\n".join(f"{n:<18} ratio {r['ratio']:.2f}" for n, r in results.items())
+    _emit(args, payload, human)
+    return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 # -- runs ----------------------------------------------------------------------------------------
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -360,6 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=16, help="how many images")
     add_config_flags(p)
 
+    p = command("bench", "speed benchmarks, each a ratio against a plain-PyTorch baseline in the same run")
+    p.add_argument("name", nargs="?", default="all", help="all, or one benchmark name")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
     p = command("runs", "list runs with their status and best metrics")
     p.add_argument("--root", help="runs folder (default ./runs or $CVDEMO_RUNS)")
 
@@ -375,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"models": cmd_models, "train": cmd_train, "runs": cmd_runs, "predict": cmd_predict,
             "lr-find": cmd_lr_find, "recipes": cmd_recipes, "sweep": cmd_sweep,
-            "preview-augment": cmd_preview_augment}
+            "preview-augment": cmd_preview_augment, "bench": cmd_bench}
 # Modules with more commands: each has `register(command)`, where `command(name, help)` returns a
 # subparser that already takes --json; the module sets `func=` on it with set_defaults.
 COMMAND_MODULES: tuple[str, ...] = ()

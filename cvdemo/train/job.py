@@ -136,6 +136,14 @@ class RunWriter:
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         apply_freezing(self.setup.groups, epoch + 1)
 
+    def on_batch_end(self, trainer: Trainer, info: Any) -> None:
+        """About ten points per epoch of training loss and learning rate, for live curves."""
+        every = max(1, info.batches // 10)
+        if info.loss is not None and ((info.batch + 1) % every == 0 or info.batch == info.batches - 1):
+            runs.append_metrics(self.run_dir, {"kind": "step", "step": info.step,
+                                               "epoch": info.epoch + (info.batch + 1) / info.batches,
+                                               "loss": info.loss, "lr": info.lr, "time": time.time()})
+
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         runs.append_metrics(self.run_dir, {**record, "time": time.time()})
         meta = self.setup.checkpoint_meta(self.config)
@@ -259,8 +267,10 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
             optimizer.load_state_dict(last["optimizer"])
             scheduler.load_state_dict(last["scheduler"])
             start_epoch, step = last["epoch"], last["step"]
-            history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch" and m["epoch"] <= start_epoch]
-            runs.rewrite_metrics(run_dir, history)  # drop lines of a partly finished epoch
+            kept = [m for m in runs.read_metrics(run_dir) if m.get("kind") in ("epoch", "step")
+                    and m["epoch"] <= start_epoch]
+            runs.rewrite_metrics(run_dir, kept)  # drop the lines of a partly finished epoch
+            history = [m for m in kept if m["kind"] == "epoch"]
         model = torch.compile(setup.model) if t.compile else setup.model
         trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=setup.prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,

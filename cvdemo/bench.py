@@ -1,0 +1,234 @@
+"""`cvdemo bench`: speed measured as ratios against a baseline run in the same process.
+
+These machines are noisy, so an absolute time means little; each benchmark times
+cvdemo and a plain-PyTorch baseline doing the same work back to back, and reports
+both figures and their ratio (> 1 means cvdemo is faster).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {}
+
+
+def benchmark(name: str):
+    def register(fn):
+        BENCHMARKS[name] = fn
+        return fn
+    return register
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
+    """Best wall time of `repeat` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def write_image_folder(root: Path, n: int = 2000, classes: int = 10, size: int = 32, seed: int = 0) -> Path:
+    """A train/<class>/*.png folder of synthetic colour images (a per-class colour and noise)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        c = i % classes
+        folder = root / "train" / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array([(c * 37) % 256, (c * 91) % 256, (c * 53) % 256], dtype=np.float32)
+        img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i}.png")
+    for c in range(classes):  # a tiny test split so the folder has the two-split layout
+        folder = root / "test" / f"class{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((size, size, 3), c * 20, np.uint8)).save(folder / "0.png")
+    return root
+
+
+def plain_loop_epoch(model: nn.Module, loader: Any, device: torch.device, optimizer: Any) -> int:
+    """The textbook training loop; returns images seen."""
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    seen = 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        seen += len(y)
+    return seen
+
+
+@benchmark("train-throughput")
+def bench_train_throughput(device: torch.device, model_name: str = "lenet", batch_size: int = 64,
+                           epochs: int = 2) -> dict[str, Any]:
+    """cvdemo's trainer vs ImageFolder + DataLoader + the textbook loop: same model, data, batch, device."""
+    import torchvision
+    from torchvision import transforms
+
+    from cvdemo.config import TrainConfig
+    from cvdemo.data import compute_mean_std, load_dataset, make_loader, to_model_input
+    from cvdemo.models import create_model
+    from cvdemo.train import Trainer
+    from cvdemo.train.optim import build_optimizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_image_folder(Path(tmp))
+        bundle = load_dataset(str(root), val_fraction=0.01)
+        mean, std = compute_mean_std(bundle.train)
+        cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=0.01, schedule="constant")
+
+        def ours() -> None:
+            torch.manual_seed(0)
+            model = create_model(model_name, 10).to(device)
+            loader = make_loader(bundle.train, batch_size=batch_size, shuffle=True)
+            prepare = lambda x: to_model_input(x.to(device), size=32, mean=mean, std=std, channels=3)  # noqa: E731
+            Trainer(model, build_optimizer(model.parameters(), cfg), None, loader, None, prepare=prepare,
+                    device=device, epochs=epochs).fit()
+
+        dataset = torchvision.datasets.ImageFolder(
+            str(root / "train"), transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]))
+
+        def baseline() -> None:
+            torch.manual_seed(0)
+            model = create_model(model_name, 10).to(device)
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                                 num_workers=min(2, os.cpu_count() or 1),
+                                                 pin_memory=device.type == "cuda")
+            for _ in range(epochs):
+                plain_loop_epoch(model, loader, device, opt)
+
+        n = len(bundle.train) * epochs
+        t_ours, t_base = timed(ours), timed(baseline)
+    return {"model": model_name, "images": n, "ours_images_per_s": n / t_ours,
+            "baseline_images_per_s": len(dataset) * epochs / t_base, "ratio": (n / t_ours) / (len(dataset) * epochs / t_base)}
+
+
+@benchmark("data")
+def bench_data(device: torch.device, batch_size: int = 256) -> dict[str, Any]:
+    """Our loader + model-input preparation vs synthetic tensors already in memory (data for free)."""
+    from cvdemo.data import load_dataset, make_loader, to_model_input
+
+    bundle = load_dataset("digits")
+    train = bundle.train
+    n = len(train) * 20
+
+    def ours() -> None:
+        loader = make_loader(train, batch_size=batch_size, shuffle=True, augment="none")
+        for _ in range(20):
+            for x, _y in loader:
+                to_model_input(x.to(device), size=32, mean=(0.5,), std=(0.25,), channels=1)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    synthetic = torch.randn(batch_size, 1, 32, 32, device=device)
+
+    def baseline() -> None:
+        for _ in range(n // batch_size):
+            synthetic.mul(1.0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    t_ours, t_base = timed(ours, 3), timed(baseline, 3)
+    return {"images": n, "ours_images_per_s": n / t_ours, "synthetic_images_per_s": n / t_base,
+            "ratio": t_base / t_ours}
+
+
+@benchmark("inference")
+def bench_inference(device: torch.device, model_name: str = "efficientnet_lite0", n: int = 256,
+                    size: int = 224) -> dict[str, Any]:
+    """cvdemo's evaluate() vs a plain torch.inference_mode() loop on the same model and images."""
+    from cvdemo.data import to_model_input
+    from cvdemo.models import create_model
+    from cvdemo.train import evaluate
+
+    torch.manual_seed(0)
+    model = create_model(model_name, 10).to(device).eval()
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (n,))
+    batches = [(images[i:i + 64], labels[i:i + 64]) for i in range(0, n, 64)]
+    prepare = lambda x: to_model_input(x.to(device), size=size, mean=(0.5,) * 3, std=(0.5,) * 3, channels=3)  # noqa: E731
+
+    def ours() -> None:
+        evaluate(model, batches, prepare, device)
+
+    def baseline() -> None:
+        with torch.inference_mode():
+            for x, y in batches:
+                x = (x.to(device).float() / 255 - 0.5) / 0.5
+                (model(x).argmax(1) == y.to(device)).sum().item()
+
+    ours()  # warm-up (allocator, kernels)
+    t_ours, t_base = timed(ours, 2), timed(baseline, 2)
+    return {"model": model_name, "images": n, "ours_images_per_s": n / t_ours, "baseline_images_per_s": n / t_base,
+            "ratio": t_base / t_ours}
+
+
+@benchmark("classroom")
+def bench_classroom(device: torch.device) -> dict[str, Any]:
+    """Wall time of `cvdemo train --recipe lenet-digits` including process start-up, vs the textbook loop
+    (26 epochs of Adam 1e-3, batch 64, 32x32) in a fresh process too."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "cvdemo", "train", "--recipe", "lenet-digits", "--out", tmp,
+                               "--device", device.type, "--json"], capture_output=True, text=True)
+        ours = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1])
+    import json
+
+    top1 = json.loads(proc.stdout.strip().splitlines()[-1])["test"]["top1"]
+    start = time.perf_counter()
+    base = subprocess.run([sys.executable, "-c", _TEXTBOOK_DIGITS], capture_output=True, text=True,
+                          env={**os.environ, "CVDEMO_BENCH_DEVICE": device.type})
+    baseline = time.perf_counter() - start
+    base_top1 = float(base.stdout.strip().splitlines()[-1]) if base.returncode == 0 else float("nan")
+    return {"seconds": ours, "test_top1": top1, "baseline_seconds": baseline, "baseline_test_top1": base_top1,
+            "ratio": baseline / ours}
+
+
+# The textbook script the classroom benchmark compares against: sklearn digits, LeNet, Adam 1e-3, batch 64.
+_TEXTBOOK_DIGITS = """
+import os, torch, torch.nn as nn, torch.nn.functional as F
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+d = load_digits(); x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16; y = torch.tensor(d.target)
+x = F.interpolate(x, size=32, mode="bilinear")
+xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+dev = torch.device(os.environ.get("CVDEMO_BENCH_DEVICE", "cpu"))
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(1, 6, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),
+                      nn.Flatten(), nn.Linear(400, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10)).to(dev)
+opt = torch.optim.Adam(model.parameters(), 1e-3)
+for epoch in range(26):
+    perm = torch.randperm(len(xtr))
+    for i in range(0, len(xtr), 64):
+        idx = perm[i:i + 64]
+        opt.zero_grad(); F.cross_entropy(model(xtr[idx].to(dev)), ytr[idx].to(dev)).backward(); opt.step()
+with torch.no_grad():
+    print((model(xte.to(dev)).argmax(1).cpu() == yte).float().mean().item())
+"""
+
+
+def run(names: list[str], device: torch.device) -> dict[str, Any]:
+    results = {}
+    for name in names:
+        start = time.perf_counter()
+        results[name] = {**BENCHMARKS[name](device), "bench_seconds": round(time.perf_counter() - start, 1)}
+    return results
