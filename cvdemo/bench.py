@@ -203,6 +203,30 @@ def bench_classroom(device: torch.device) -> dict[str, Any]:
             "ratio": baseline / ours}
 
 
+@benchmark("frozen-features")
+def bench_frozen_features(device: torch.device, n: int = 400, epochs: int = 10, size: int = 96) -> dict[str, Any]:
+    """A frozen pretrained EfficientNet-Lite0 with a trainable head (report 001's set-up): backbone features
+    computed once and cached vs recomputed every epoch; both accuracies are reported."""
+    from cvdemo import runs
+    from cvdemo.config import RunConfig
+    from cvdemo.train.job import run_training
+
+    cfg = RunConfig().replace(data={"limit_train": n, "limit_test": 200, "image_size": size},
+                              model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
+                              train={"epochs": epochs, "batch_size": 32, "device": device.type})
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cache in (("cached", True), ("recomputed", False)):
+            c = cfg.replace(train={"cache_features": cache})
+            start = time.perf_counter()
+            summary = run_training(c, runs.create_run(tmp, c))
+            out[label] = {"seconds": time.perf_counter() - start, "test_top1": summary["test"]["top1"]}
+    return {"images": n, "epochs": epochs, "size": size, "cached_seconds": out["cached"]["seconds"],
+            "recomputed_seconds": out["recomputed"]["seconds"], "cached_test_top1": out["cached"]["test_top1"],
+            "recomputed_test_top1": out["recomputed"]["test_top1"],
+            "ratio": out["recomputed"]["seconds"] / out["cached"]["seconds"]}
+
+
 # The textbook script the classroom benchmark compares against: sklearn digits, LeNet, Adam 1e-3, batch 64.
 _TEXTBOOK_DIGITS = """
 import os, torch, torch.nn as nn, torch.nn.functional as F

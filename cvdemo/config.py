@@ -98,6 +98,8 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the model (slow start, faster steps on a GPU)")
     early_stop: int | None = _f(None, "stop when the best-model metric has not improved for this many epochs",
                                 min=1)
+    cache_features: bool = _f(True, "when only the head trains and no augmentation or mixing applies, compute "
+                              "the frozen backbone's features once and train the head on them")
     best_metric: str = _f("val_top1", "validation metric that picks best.pt and drives early stopping",
                           choices=BEST_METRICS)
 

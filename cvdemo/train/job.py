@@ -18,6 +18,7 @@ import torch
 from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
+from cvdemo.models import get_module
 from cvdemo.train.groups import LayerGroup, apply_freezing, group_table, optimizer_param_groups, plan_groups
 from cvdemo.train.optim import build_optimizer, build_scheduler
 from cvdemo.train.trainer import Diverged, StopTraining, Trainer, evaluate
@@ -222,6 +223,43 @@ class CancelOnSignal:
             signal.signal(signal.SIGTERM, self.previous)
 
 
+def can_cache_features(config: RunConfig, setup: Setup) -> bool:
+    """True when training would recompute identical backbone features every epoch."""
+    t = config.train
+    head_only = all(g.trains_from is None for g in setup.groups[:-1])
+    return (t.cache_features and head_only and config.data.augment == "none" and t.mixup == 0 and t.cutmix == 0
+            and not t.compile)
+
+
+@torch.no_grad()
+def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
+                batch_size: int = 256) -> torch.Tensor:
+    """The frozen model's input to its head for every image, in order: float (N, D) on the device."""
+    from cvdemo.data import make_loader
+
+    captured: list[torch.Tensor] = []
+    hook = head.register_forward_pre_hook(lambda module, args: captured.append(args[0].detach().float()))
+    was_training = setup.model.training
+    setup.model.eval()
+    try:
+        for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
+            with torch.autocast(setup.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                setup.model(setup.prepare(x))
+    finally:
+        hook.remove()
+        setup.model.train(was_training)
+    return torch.cat(captured)
+
+
+def feature_batches(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
+                    batch_size: int, shuffle: bool, seed: int) -> Any:
+    """Batches of (cached head inputs, labels) shuffled per epoch like the image loader."""
+    from cvdemo.data.loader import TensorBatches
+
+    return TensorBatches(head_inputs(setup, images, head, amp), images.labels, batch_size=batch_size,
+                         shuffle=shuffle, seed=seed)
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a precision setting: auto means bf16 on CUDA and full fp32 elsewhere."""
     if precision == "auto":
@@ -271,8 +309,18 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
                     and m["epoch"] <= start_epoch]
             runs.rewrite_metrics(run_dir, kept)  # drop the lines of a partly finished epoch
             history = [m for m in kept if m["kind"] == "epoch"]
-        model = torch.compile(setup.model) if t.compile else setup.model
-        trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=setup.prepare,
+        model, prepare = (torch.compile(setup.model) if t.compile else setup.model), setup.prepare
+        if can_cache_features(config, setup):
+            # Only the head learns and nothing random touches the images: every epoch would recompute the
+            # same backbone features, so compute them once and train the head on them.
+            head = get_module(setup.model, setup.spec.head)
+            amp = amp_dtype(t.precision, setup.device)
+            runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
+            train_loader = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed)
+            val_loader = feature_batches(setup, setup.bundle.val, head, amp, max(t.batch_size, 256), False, t.seed)
+            model, prepare = head, (lambda x: x.to(setup.device, non_blocking=True))
+            summary["cached_features"] = True
+        trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
                           start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
                           accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
