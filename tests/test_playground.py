@@ -220,3 +220,14 @@ def test_cached_head_inputs_equal_the_full_models_and_train_alike(tmp_path):
     slow = run_training(slow_cfg, runs.create_run(tmp_path, slow_cfg))
     assert fast.get("cached_features") and not slow.get("cached_features")
     assert abs(fast["test"]["top1"] - slow["test"]["top1"]) <= 0.1
+
+
+def test_resume_with_cached_features_matches(tmp_path):
+    cfg = RunConfig().replace(data={"limit_train": 100, "limit_test": 50, "image_size": 64},
+                              model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
+                              train={"epochs": 3, "batch_size": 16})
+    straight = run_training(cfg, runs.create_run(tmp_path, cfg))
+    run_dir = runs.create_run(tmp_path, cfg)
+    assert run_training(cfg, run_dir, callbacks=[StopAfter(1)])["status"] == "cancelled"
+    resumed = run_training(cfg, run_dir, resume=True)
+    assert resumed["cached_features"] and resumed["test"]["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-4)

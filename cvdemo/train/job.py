@@ -260,6 +260,25 @@ def feature_batches(setup: Setup, images: Any, head: torch.nn.Module, amp: torch
                          shuffle=shuffle, seed=seed)
 
 
+def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.dtype | None) -> tuple:
+    """(model to step, prepare, train loader, val loader): the images through the whole network, or, when
+    only the head learns and nothing random touches the images, the head on backbone features computed once."""
+    from cvdemo.data import make_loader
+
+    d, t = config.data, config.train
+    if can_cache_features(config, setup):
+        head = get_module(setup.model, setup.spec.head)
+        runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
+        train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed)
+        val = feature_batches(setup, setup.bundle.val, head, amp, max(t.batch_size, 256), False, t.seed)
+        return head, (lambda x: x.to(setup.device, non_blocking=True)), train, val
+    train = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=d.augment,
+                        seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda")
+    val = make_loader(setup.bundle.val, batch_size=max(t.batch_size, 256), shuffle=False, workers=d.workers)
+    model = torch.compile(setup.model) if t.compile else setup.model
+    return model, setup.prepare, train, val
+
+
 def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for a precision setting: auto means bf16 on CUDA and full fp32 elsewhere."""
     if precision == "auto":
@@ -283,17 +302,15 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
     try:
         last = runs.load_checkpoint(run_dir / "last.pt") if resume else None
         setup = build_setup(config, load_weights=last is None)
+        if last is not None:  # before anything reads the weights (the feature cache does)
+            setup.model.load_state_dict(last["state_dict"])
         t = config.train
         table = group_table(setup.groups, t.lr)
         summary.update(data=setup.bundle.summary(), device=str(setup.device), image_size=setup.image_size,
                        params_total=setup.params_total, params_trainable=setup.params_trainable, groups=table)
-        from cvdemo.data import make_loader
-
-        d = config.data
-        train_loader = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=d.augment,
-                                   seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda")
-        val_loader = make_loader(setup.bundle.val, batch_size=max(t.batch_size, 256), shuffle=False,
-                                 workers=d.workers)
+        amp = amp_dtype(t.precision, setup.device)
+        model, prepare, train_loader, val_loader = training_inputs(config, setup, run_dir, amp)
+        summary["cached_features"] = can_cache_features(config, setup)
         optimizer = build_optimizer(optimizer_param_groups(setup.groups, t.lr, t.weight_decay,
                                                            t.decay_norm_bias), t)
         steps_per_epoch = -(-len(train_loader) // t.accumulate)
@@ -301,7 +318,6 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         history: list[dict[str, Any]] = []
         start_epoch = step = 0
         if last is not None:
-            setup.model.load_state_dict(last["state_dict"])
             optimizer.load_state_dict(last["optimizer"])
             scheduler.load_state_dict(last["scheduler"])
             start_epoch, step = last["epoch"], last["step"]
@@ -309,23 +325,11 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
                     and m["epoch"] <= start_epoch]
             runs.rewrite_metrics(run_dir, kept)  # drop the lines of a partly finished epoch
             history = [m for m in kept if m["kind"] == "epoch"]
-        model, prepare = (torch.compile(setup.model) if t.compile else setup.model), setup.prepare
-        if can_cache_features(config, setup):
-            # Only the head learns and nothing random touches the images: every epoch would recompute the
-            # same backbone features, so compute them once and train the head on them.
-            head = get_module(setup.model, setup.spec.head)
-            amp = amp_dtype(t.precision, setup.device)
-            runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
-            train_loader = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed)
-            val_loader = feature_batches(setup, setup.bundle.val, head, amp, max(t.batch_size, 256), False, t.seed)
-            model, prepare = head, (lambda x: x.to(setup.device, non_blocking=True))
-            summary["cached_features"] = True
         trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
                           start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
                           accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
-                          amp_dtype=amp_dtype(t.precision, setup.device),
-                          callbacks=[RunWriter(run_dir, config, setup, history), CancelOnSignal(),
+                          amp_dtype=amp, callbacks=[RunWriter(run_dir, config, setup, history), CancelOnSignal(),
                                      *([EarlyStopping(t.best_metric, t.early_stop, history)] if t.early_stop else []),
                                      *(callbacks or [])])
         if last is not None and last.get("scaler") and trainer.scaler is not None:
@@ -336,7 +340,7 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         except EarlyStop as e:
             message = f"{e}; "
         history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
-        summary["test"] = test_best(setup, run_dir, amp_dtype(t.precision, setup.device))
+        summary["test"] = test_best(setup, run_dir, amp)
         best_of = max if t.best_metric == "val_top1" else min
         summary["best_" + t.best_metric] = best_of((r[t.best_metric] for r in history), default=None)
         state, message = "completed", message + f"test top-1 {summary['test']['top1']:.1%}"
