@@ -412,7 +412,7 @@ COMMANDS = {"models": cmd_models, "train": cmd_train, "runs": cmd_runs, "predict
             "preview-augment": cmd_preview_augment, "bench": cmd_bench}
 # Modules with more commands: each has `register(command)`, where `command(name, help)` returns a
 # subparser that already takes --json; the module sets `func=` on it with set_defaults.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("cvdemo.cli_analysis",)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,3 +45,237 @@ def lr_find_plot(result: Any, path: str | Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="upper left")
     return save(fig, path)
+
+
+# -- analysis: evaluation, embeddings, explanations, filters (cvdemo.evaluate / embed / explain / filters) --
+
+def _tick_labels(ax: Any, names: list[str], axis: str, limit: int = 40) -> None:
+    """Class names on an axis when there are few enough to read; otherwise every n-th index."""
+    k = len(names)
+    if k <= limit:
+        ticks, labels = list(range(k)), [n[:18] for n in names]
+    else:
+        step = max(1, k // 20)
+        ticks, labels = list(range(0, k, step)), [str(i) for i in range(0, k, step)]
+    if axis == "x":
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(labels, rotation=90 if k > 6 or max(map(len, labels), default=0) > 4 else 0, fontsize=8)
+    else:
+        ax.set_yticks(ticks)
+        ax.set_yticklabels(labels, fontsize=8)
+
+
+def confusion_plot(result: Any, path: str | Path) -> Path:
+    """Row-normalised confusion matrix as a heat map (class names on both axes, counts in small matrices)."""
+    plt = _pyplot()
+    names = result.classes
+    k = len(names)
+    side = min(4.5 + 0.35 * k, 16)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    im = ax.imshow(result.confusion_normalized, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("share of the true class's images")
+    if k <= 15:
+        for t in range(k):
+            for p in range(k):
+                count = int(result.confusion[t, p])
+                if count:
+                    share = result.confusion_normalized[t, p]
+                    ax.text(p, t, str(count), ha="center", va="center", fontsize=8,
+                            color="white" if share > 0.5 else "#1e293b")
+    _tick_labels(ax, names, "x")
+    _tick_labels(ax, names, "y")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    p = result.predictions
+    ax.set_title(f"Confusion matrix: {p.split} split, {result.n} images, top-1 {result.top1:.1%}")
+    return save(fig, path)
+
+
+def per_class_plot(result: Any, path: str | Path, limit: int = 40) -> Path:
+    """Precision, recall and F1 of each class as grouped horizontal bars (the worst `limit` when there are more)."""
+    plt = _pyplot()
+    import numpy as np
+
+    rows = sorted(result.per_class, key=lambda r: r["f1"])[:limit] if len(result.per_class) > limit \
+        else list(result.per_class)
+    k = len(rows)
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.32 * k + 1.5)))
+    y = np.arange(k)
+    for j, (key, colour) in enumerate((("precision", "#60a5fa"), ("recall", "#f59e0b"), ("f1", "#16a34a"))):
+        ax.barh(y + (j - 1) * 0.27, [r[key] for r in rows], height=0.27, color=colour, label=key)
+    ax.set_yticks(y)
+    ax.set_yticklabels([f"{r['class'][:24]} ({r['support']})" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("score (fraction)")
+    ax.axvline(result.macro_f1, color="#16a34a", ls="--", lw=1, label=f"macro F1 {result.macro_f1:.3f}")
+    worst = " (the worst classes)" if len(result.per_class) > limit else ""
+    ax.set_title(f"Per-class precision, recall and F1{worst}; support in brackets")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    return save(fig, path)
+
+
+def reliability_plot(result: Any, path: str | Path) -> Path:
+    """Reliability diagram: accuracy against confidence per bin, the diagonal, and how many samples each bin holds."""
+    plt = _pyplot()
+    bins = result.reliability
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 6.5), height_ratios=(3, 1), sharex=True)
+    width = bins[0]["upper"] - bins[0]["lower"]
+    centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
+    acc = [b["accuracy"] if b["accuracy"] is not None else 0.0 for b in bins]
+    conf = [b["confidence"] if b["confidence"] is not None else 0.0 for b in bins]
+    ax.bar(centres, acc, width=width * 0.95, color="#2563eb", edgecolor="white", label="accuracy in the bin")
+    ax.bar(centres, [abs(c - a) for a, c in zip(acc, conf)], bottom=[min(a, c) for a, c in zip(acc, conf)],
+           width=width * 0.95, facecolor="none", edgecolor="#dc2626", hatch="///", lw=0.8,
+           label="gap to the mean confidence")
+    ax.plot([0, 1], [0, 1], color="#475569", ls="--", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"Reliability diagram ({result.predictions.split} split): ECE {result.ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax2.bar(centres, [b["count"] for b in bins], width=width * 0.95, color="#94a3b8")
+    ax2.set_xlabel("confidence (top probability)")
+    ax2.set_ylabel("images")
+    return save(fig, path)
+
+
+def gallery_plot(images: Any, titles: list[str], path: str | Path, title: str, columns: int = 8) -> Path:
+    """A grid of uint8 (n, C, H, W) images with a caption under each (nearest-neighbour upscaling)."""
+    plt = _pyplot()
+    import numpy as np
+
+    n = len(images)
+    cols = max(1, min(columns, n))
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.3 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        img = np.asarray(images[i])
+        ax = axes.flat[i]
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        else:
+            ax.imshow(np.transpose(img, (1, 2, 0)), interpolation="nearest")
+        ax.set_title(titles[i], fontsize=8)
+    if n == 0:
+        axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center")
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def embedding_plot(embedding: Any, path: str | Path) -> Path:
+    """Scatter of projected points coloured by true class (2-D or 3-D); misclassified points ringed in black."""
+    plt = _pyplot()
+    import numpy as np
+
+    names = embedding.classes
+    k = len(names)
+    three = embedding.dims == 3
+    fig = plt.figure(figsize=(8.5, 7))
+    ax = fig.add_subplot(projection="3d") if three else fig.add_subplot()
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20" if k <= 20 else "turbo")
+    colours = cmap(embedding.labels / max(k - 1, 1)) if k > 20 else cmap(embedding.labels % cmap.N)
+    coords = [embedding.coords[:, j] for j in range(embedding.dims)]
+    wrong = np.zeros(len(embedding.labels), bool)
+    if embedding.preds is not None and embedding.pred_classes == embedding.classes:
+        wrong = embedding.preds != embedding.labels
+    edge = np.where(wrong[:, None], np.array([[0, 0, 0, 1.0]]), colours)
+    ax.scatter(*coords, c=colours, s=14, edgecolors=edge, linewidths=np.where(wrong, 1.0, 0.0))
+    if k <= 20:
+        for c in range(k):
+            ax.scatter([], [], color=cmap(c % cmap.N), label=names[c][:20], s=20)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.15 if three else 1.02, 0.5), title="true class")
+    method = "PCA" if embedding.method == "pca" else "t-SNE"
+    if embedding.method == "pca" and embedding.explained_variance:
+        for j, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))[: embedding.dims]):
+            setter(f"PC{j + 1} ({embedding.explained_variance[j]:.1%} of variance)")
+    else:
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        if three:
+            ax.set_zlabel("t-SNE 3")
+    backbone = ", ImageNet weights" if embedding.backbone == "pretrained" else ""
+    ringed = " (ringed: misclassified)" if wrong.any() else ""
+    ax.set_title(f"{method} of {embedding.layer} features{backbone}: {embedding.split} split, "
+                 f"{len(embedding.labels)} images{ringed}\n5-NN accuracy in this picture {embedding.knn5:.1%}",
+                 fontsize=10)
+    return save(fig, path)
+
+
+def explain_grid_plot(image: Any, explanations: list[Any], class_name: str, path: str | Path,
+                      alpha: float = 0.5) -> Path:
+    """The image the model saw, then one overlay per method, side by side, with each method's time."""
+    plt = _pyplot()
+    from cvdemo.explain import overlay
+
+    n = len(explanations) + 1
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    axes.flat[0].imshow(image)
+    axes.flat[0].set_title("input", fontsize=10)
+    for ax, e in zip(axes.flat[1:], explanations):
+        ax.imshow(overlay(image, e.map, alpha=alpha))
+        ax.set_title(f"{e.method.replace('_', ' ')}\n{e.seconds:.2f} s", fontsize=10)
+    prob = explanations[0].target_prob if explanations else float("nan")
+    fig.suptitle(f"Why '{class_name}' (p = {prob:.1%})? Red = more evidence for it", fontsize=12)
+    return save(fig, path)
+
+
+def filters_plot(weights: Any, path: str | Path, title: str) -> Path:
+    """First-layer filters (O, I, kh, kw) as small images: RGB for 3 input channels, grey otherwise,
+    each scaled to its own range so its pattern shows."""
+    plt = _pyplot()
+    import numpy as np
+
+    w = np.asarray(weights, dtype=np.float32)
+    n = len(w)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(0.9 * cols + 1, 0.9 * rows + 1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i in range(n):
+        f = w[i]
+        f = (f - f.min()) / (f.max() - f.min() + 1e-12)
+        ax = axes.flat[i]
+        if f.shape[0] == 3:
+            ax.imshow(np.transpose(f, (1, 2, 0)), interpolation="nearest")
+        else:
+            ax.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
+    fig.suptitle(title, fontsize=10)
+    return save(fig, path)
+
+
+def feature_maps_plot(maps: Any, path: str | Path, title: str, image: Any = None, limit: int = 64) -> Path:
+    """Activation maps (C, h, w) of one image, one panel per channel (at most `limit`), each scaled to its
+    own 1st-99th percentile range (dark = low, bright = high) so every filter's response shows."""
+    plt = _pyplot()
+    import numpy as np
+
+    m = np.asarray(maps, dtype=np.float32)[:limit]
+    n = len(m) + (image is not None)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols + 0.5, 1.35 * rows + 0.8), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    start = 0
+    if image is not None:
+        axes.flat[0].imshow(image)
+        axes.flat[0].set_title("input", fontsize=7)
+        start = 1
+    for i in range(len(m)):
+        lo, hi = np.percentile(m[i], [1, 99]) if m[i].size else (0.0, 1.0)
+        ax = axes.flat[start + i]
+        ax.imshow(m[i], cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-6, interpolation="nearest")
+        ax.set_title(f"{i}: {float(m[i].mean()):.2g}", fontsize=7)
+    fig.suptitle(f"{title}\neach map on its own scale (dark = low, bright = high); mean activation in the title",
+                 fontsize=9)
+    return save(fig, path)

@@ -1,0 +1,333 @@
+"""Analysis commands: `cvdemo evaluate`, `embed`, `explain` and `filters`.
+
+    cvdemo evaluate RUN [--split test] [--plots DIR] --json
+    cvdemo embed RUN --method pca|tsne [--dims 2|3] [--layer L] [--limit N] --out points.csv [--plot p.png]
+    cvdemo explain (RUN | --model M --pretrained) IMAGE --method gradcam|...|all --out overlay.png
+    cvdemo filters (RUN | --model M --pretrained) --out filters.png [--image IMG --layer L --maps-out maps.png]
+
+Each prints a short human summary, or with --json one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cvdemo.errors import ConfigError, CvdemoError
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
+    print(json.dumps(payload) if args.json else human)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None or v != v else f"{v:.1%}"
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cvdemo import runs
+    from cvdemo.evaluate import evaluate_run
+
+    if args.most_wrong < 0:
+        raise ConfigError(f"--most-wrong must be 0 or more, got {args.most_wrong}")
+    run_dir = runs.resolve_run(args.run)
+    result = evaluate_run(run_dir, args.split, args.checkpoint, refresh=args.refresh, most_wrong=args.most_wrong,
+                          device=args.device)
+    plots = write_evaluation_plots(result, Path(args.plots)) if args.plots else []
+    payload = {"run": str(run_dir), **result.to_dict(), "plots": [str(p) for p in plots]}
+    names = result.classes
+    lines = [f"run {run_dir.name}: {result.predictions.split} split, {result.n} images "
+             f"(checkpoint {result.predictions.checkpoint})",
+             f"top-1 {_pct(result.top1)}  top-5 {_pct(result.top5)}  loss {result.loss:.4f}  "
+             f"macro F1 {result.macro_f1:.3f}  weighted F1 {result.weighted_f1:.3f}  ECE {result.ece:.3f}",
+             "", f"{'class':<24} {'precision':>9} {'recall':>7} {'F1':>6} {'support':>8}"]
+    for r in result.per_class:
+        lines.append(f"{r['class'][:24]:<24} {r['precision']:>9.3f} {r['recall']:>7.3f} {r['f1']:>6.3f} "
+                     f"{r['support']:>8}")
+    if result.most_wrong:
+        lines += ["", "most confidently wrong (sample: true -> predicted, confidence):"]
+        lines += [f"  #{w['index']}: {names[w['true']]} -> {names[w['pred']]} ({w['confidence']:.1%})"
+                  for w in result.most_wrong[:10]]
+    lines += [f"figure: {p}" for p in plots]
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+def write_evaluation_plots(result: Any, folder: Path) -> list[Path]:
+    """confusion.png, per_class.png, reliability.png and most_wrong.png in `folder`."""
+    from cvdemo import plots
+
+    names = result.classes
+    out = [plots.confusion_plot(result, folder / "confusion.png"),
+           plots.per_class_plot(result, folder / "per_class.png"),
+           plots.reliability_plot(result, folder / "reliability.png")]
+    wrong = result.most_wrong
+    images = result.images([w["index"] for w in wrong])
+    titles = [f"#{w['index']} true {names[w['true']][:14]}\npred {names[w['pred']][:14]} {w['confidence']:.0%}"
+              for w in wrong]
+    out.append(plots.gallery_plot(images, titles, folder / "most_wrong.png",
+                                  f"Most confidently wrong: {result.predictions.split} split"))
+    return out
+
+
+# -- embed ---------------------------------------------------------------------------------------
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from cvdemo import runs
+    from cvdemo.embed import embed_run
+
+    run_dir = runs.resolve_run(args.run)
+    emb = embed_run(run_dir, method=args.method, dims=args.dims, layer=args.layer, split=args.split,
+                    limit=args.limit, seed=args.seed, perplexity=args.perplexity, backend=args.backend,
+                    backbone="pretrained" if args.pretrained_backbone else "run", checkpoint=args.checkpoint,
+                    device=args.device)
+    csv_path = emb.to_csv(args.out)
+    plot_path = None
+    if args.plot:
+        from cvdemo import plots
+
+        plot_path = plots.embedding_plot(emb, args.plot)
+    payload = {"run": str(run_dir), **emb.to_dict(), "out": str(csv_path),
+               "plot": str(plot_path) if plot_path else None}
+    detail = (f"explained variance {', '.join(f'{v:.1%}' for v in emb.explained_variance)}"
+              if emb.explained_variance else f"perplexity {emb.tsne['perplexity']:g}, {emb.tsne['backend']}")
+    human = (f"{emb.method} of {len(emb.labels)} {emb.layer} feature vectors ({emb.features}-D) to {emb.dims}-D: "
+             f"{detail}; 5-NN accuracy {emb.knn5:.1%} "
+             f"({emb.seconds:.1f} s)\npoints: {csv_path}" + (f"\nfigure: {plot_path}" if plot_path else ""))
+    _emit(args, payload, human)
+    return 0
+
+
+# -- explain -------------------------------------------------------------------------------------
+
+def load_classifier(items: list[str], model: str | None, pretrained: bool, needed: int,
+                    what: str) -> tuple[Any, str, list[str]]:
+    """(Classifier, architecture name, remaining items) from `RUN ITEMS...` or `--model M --pretrained ITEMS...`."""
+    from cvdemo import runs
+    from cvdemo.config import RunConfig
+    from cvdemo.predict import Classifier
+
+    if model:
+        if not pretrained:
+            raise CvdemoError("--model without a run needs --pretrained (an untrained network shows noise)")
+        if len(items) != needed:
+            raise CvdemoError(f"with --model give {what}")
+        return Classifier.pretrained(model), model, items
+    if len(items) != needed + 1:
+        raise CvdemoError(f"give a run and {what}, or --model NAME --pretrained and {what}")
+    run_dir = runs.resolve_run(items[0])
+    arch = RunConfig.from_json_file(run_dir / "config.json").model.name
+    return Classifier.from_run(run_dir), arch, items[1:]
+
+
+def resolve_target(text: str | None, classes: list[str]) -> int | None:
+    """A class given by name (exact, then case-insensitive) or by index; None = the predicted class."""
+    if text is None:
+        return None
+    if text in classes:
+        return classes.index(text)
+    lowered = [c.lower() for c in classes]
+    if text.lower() in lowered:
+        return lowered.index(text.lower())
+    if text.strip().isdigit() and int(text) < len(classes):
+        return int(text)
+    raise ConfigError(f"unknown class {text!r}: give a class name or an index from 0 to {len(classes) - 1}")
+
+
+def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The command-line flags that apply to one method, as `explain` options."""
+    from cvdemo.explain import _accepted
+
+    accepted = set(_accepted(method))
+    if method == "smoothgrad":
+        accepted |= set(_accepted(args.base or "saliency"))
+    flags = {"layer": args.layer, "n_steps": args.steps, "n_samples": args.samples, "base": args.base,
+             "window": args.window}
+    return {k: v for k, v in flags.items() if v is not None and k in accepted}
+
+
+def display_size(image: Any, low: int = 256, high: int = 640) -> Any:
+    """A PIL image resized so its long side lies in [low, high] pixels: phone photos shrink (smoothly),
+    tiny images such as 8x8 digits grow (nearest neighbour, so their pixels stay visible)."""
+    from PIL import Image
+
+    side = max(image.size)
+    if low <= side <= high:
+        return image
+    scale = (high if side > high else low) / side
+    size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS if side > high else Image.Resampling.NEAREST)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cvdemo import plots
+    from cvdemo.explain import METHODS, explain_image, faithfulness, model_view, overlay, randomization_check
+    from cvdemo.predict import read_image_file
+
+    if args.method != "all" and args.method not in METHODS:
+        raise ConfigError(f"unknown explanation method {args.method!r}: choose one of {', '.join(METHODS)} or all")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConfigError(f"--alpha must lie between 0 and 1, got {args.alpha}")
+    clf, arch, rest = load_classifier(list(args.items), args.model, args.pretrained, 1, "one image")
+    image = read_image_file(rest[0])
+    target = resolve_target(args.target, clf.classes)
+    x = clf.to_input(image)
+    view = model_view(clf, image)
+    view = display_size(view)
+    out = Path(args.out)
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    results, skipped = [], {}
+    for method in methods:
+        try:
+            exp = explain_image(clf, image, method, target, arch=arch, **method_options(args, method))
+        except CvdemoError as e:
+            if args.method != "all":
+                raise
+            skipped[method] = str(e)
+            continue
+        row: dict[str, Any] = {"method": method, "seconds": round(exp.seconds, 4)}
+        if not args.no_faithfulness:
+            f = faithfulness(clf.model, x, exp, insertion=args.insertion,
+                             random_maps=1 if args.method == "all" else 2)
+            row.update(deletion_auc=f.deletion_auc, deletion_random_auc=f.deletion_random_auc)
+            if f.insertion_auc is not None:
+                row.update(insertion_auc=f.insertion_auc, insertion_random_auc=f.insertion_random_auc)
+        if args.sanity:
+            row["randomization_spearman"] = randomization_check(clf.model, x, method, exp.target,
+                                                                **method_options(args, method))["spearman"]
+        results.append((exp, row))
+    if not results:
+        raise CvdemoError(f"no method could explain this model: {'; '.join(skipped.values())}")
+    first = results[0][0]
+    name = clf.classes[first.target]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.method == "all":
+        plots.explain_grid_plot(view, [e for e, _ in results], name, out, alpha=args.alpha)
+    else:
+        overlay(view, first.map, alpha=args.alpha).save(out)
+    payload: dict[str, Any] = {"method": args.method, "target": first.target, "target_class": name,
+                               "prob": first.target_prob, "out": str(out), "source": clf.source}
+    if args.method == "all":
+        payload.update(seconds=sum(r["seconds"] for _, r in results), methods=[r for _, r in results],
+                       skipped=skipped)
+    else:
+        payload.update({k: v for k, v in results[0][1].items() if k != "method"})
+        payload.setdefault("deletion_auc", None)
+    lines = [f"{clf.source}: explaining '{name}' (p = {first.target_prob:.1%})"]
+    for _, r in results:
+        extra = (f", deletion AUC {r['deletion_auc']:.3f} (random maps {r['deletion_random_auc']:.3f}; lower is better)"
+                 if "deletion_auc" in r else "")
+        lines.append(f"  {r['method']:<21} {r['seconds']:.2f} s{extra}")
+    lines += [f"  {m:<21} skipped: {why}" for m, why in skipped.items()]
+    lines.append(f"picture: {out}")
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+# -- filters -------------------------------------------------------------------------------------
+
+def cmd_filters(args: argparse.Namespace) -> int:
+    from cvdemo import plots
+    from cvdemo.filters import feature_maps, first_layer_filters
+    from cvdemo.predict import read_image_file
+
+    if (args.image is None) != (args.maps_out is None):
+        raise ConfigError("--image and --maps-out go together: the feature maps of that image are drawn to that file")
+    items = [args.run] if args.run else []
+    clf, arch, _ = load_classifier(items, args.model, args.pretrained, 0, "no image (use --image)")
+    layer, weights = first_layer_filters(clf.model)
+    out = plots.filters_plot(weights, args.out, f"{arch}: the {len(weights)} filters of its first layer "
+                                                f"'{layer}' ({'x'.join(map(str, weights.shape[1:]))})")
+    payload: dict[str, Any] = {"out": str(out), "layer": layer, "filters": int(weights.shape[0]),
+                               "filter_shape": list(weights.shape[1:]), "source": clf.source}
+    lines = [f"{len(weights)} filters of '{layer}' ({'x'.join(map(str, weights.shape[1:]))}): {out}"]
+    if args.image:
+        from cvdemo.explain import model_view
+
+        image = read_image_file(args.image)
+        name, maps = feature_maps(clf.model, clf.to_input(image), args.layer)
+        view = model_view(clf, image).resize((clf.image_size, clf.image_size))
+        shown = min(len(maps), 64)
+        maps_out = plots.feature_maps_plot(maps, args.maps_out, f"{arch}: feature maps at '{name}' "
+                                           f"({shown} of {len(maps)} channels, {maps.shape[1]}x{maps.shape[2]})",
+                                           image=view)
+        payload.update(maps_out=str(maps_out), maps_layer=name, maps=int(len(maps)), map_size=list(maps.shape[1:]))
+        lines.append(f"{len(maps)} feature maps of '{name}' ({maps.shape[1]}x{maps.shape[2]}): {maps_out}")
+    _emit(args, payload, "\n".join(lines))
+    return 0
+
+
+# -- registration --------------------------------------------------------------------------------
+
+# Literal copies of cvdemo.evaluate.SPLITS / CHECKPOINTS and cvdemo.embed.TSNE_BACKENDS (a test checks
+# they agree): importing those modules here would put torch on the start-up path of every command.
+SPLITS = ("test", "val", "train")
+CHECKPOINTS = ("best", "last")
+TSNE_BACKENDS = ("auto", "sklearn", "opentsne")
+
+def register(command: Any) -> None:
+    """Add evaluate, embed, explain and filters to the `cvdemo` parser (importing nothing heavy:
+    every `cvdemo` command builds this parser)."""
+
+    p = command("evaluate", "every metric of a run on its test (or val/train) split, with figures if asked")
+    p.add_argument("run", help="a run folder or run id")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--plots", metavar="DIR", help="write confusion, per-class, reliability and most-wrong PNGs here")
+    p.add_argument("--most-wrong", type=int, default=16, help="how many confidently wrong samples to list")
+    p.add_argument("--refresh", action="store_true", help="recompute the stored predictions")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = command("embed", "PCA or t-SNE of a run's features, as a CSV of points (and a picture)")
+    p.add_argument("run", help="a run folder or run id")
+    p.add_argument("--method", default="pca", choices=("pca", "tsne"))
+    p.add_argument("--dims", type=int, default=2, choices=(2, 3))
+    p.add_argument("--layer", help="penultimate (default), logits, or a dotted layer path such as features.3")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--limit", type=int, help="at most N samples, stratified by class with --seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument("--backend", default="auto", choices=TSNE_BACKENDS, help="t-SNE implementation")
+    p.add_argument("--pretrained-backbone", action="store_true",
+                   help="features of the architecture's ImageNet weights instead of the run's (same samples)")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--out", required=True, help="CSV file: x, y[, z], true, predicted, index")
+    p.add_argument("--plot", help="PNG scatter plot")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_embed)
+
+    p = command("explain", "an attribution heat map of why a model predicted a class for an image")
+    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE", help="RUN IMAGE or, with --model, IMAGE")
+    p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
+    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("--method", required=True,
+                   help="saliency, integrated_gradients, smoothgrad, occlusion, guided_backprop, gradcam, "
+                        "guided_gradcam, cam, or all (a grid of every method)")
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--out", required=True, help="PNG: the overlay, or the grid for --method all")
+    p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity, 0 to 1")
+    p.add_argument("--layer", help="Grad-CAM layer (default: the architecture's last feature map)")
+    p.add_argument("--steps", type=int, help="integrated gradients: interpolation steps (default 32)")
+    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 16)")
+    p.add_argument("--base", help="smoothgrad: the method to smooth (default saliency)")
+    p.add_argument("--window", type=int, help="occlusion: square side in pixels (default side/7)")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip the deletion score")
+    p.add_argument("--insertion", action="store_true", help="also the insertion score (more forward passes)")
+    p.add_argument("--sanity", action="store_true",
+                   help="also run the model-randomisation check (Spearman correlation with a random-weight copy)")
+    p.set_defaults(func=cmd_explain)
+
+    p = command("filters", "the first layer's filters, and the feature maps of an image at a layer")
+    p.add_argument("run", nargs="?", help="a run folder or run id (or use --model M --pretrained)")
+    p.add_argument("--model", help="a pretrained network instead of a run")
+    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("--out", required=True, help="PNG grid of the first-layer filters")
+    p.add_argument("--image", help="an image whose feature maps to draw")
+    p.add_argument("--layer", help="layer for the feature maps (default: the first convolution)")
+    p.add_argument("--maps-out", help="PNG grid of the feature maps")
+    p.set_defaults(func=cmd_filters)

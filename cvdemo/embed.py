@@ -1,0 +1,407 @@
+"""Embeddings: features from inside a network, projected to 2-D or 3-D with PCA or t-SNE.
+
+    emb = embed_run(run_dir, method="tsne", dims=2, split="test", limit=1000)
+    emb.coords            # float32 (N, 2)
+    emb.to_csv("points.csv")                     # x, y, true, predicted, index
+
+Features come from the penultimate layer (the input of the linear head) by default,
+from any named layer (global-average-pooled when it is a 4-D feature map), or from the
+logits. Hooks that read them are removed when the pass ends, error or not. Sample
+selection is stratified with a fixed seed, so the same `limit` and `seed` pick the same
+images for a fine-tuned run and for its pretrained backbone (`backbone="pretrained"`).
+
+PCA is an eigen-decomposition of the covariance (or Gram) matrix in float64, with the
+sign of each component fixed so results are reproducible. t-SNE runs scikit-learn's
+Barnes-Hut implementation by default (faster than openTSNE on 2 cores in our benchmark)
+or openTSNE when asked for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cvdemo.errors import ConfigError, ModelError
+
+METHODS = ("pca", "tsne")
+TSNE_BACKENDS = ("auto", "sklearn", "opentsne")
+PCA_BEFORE_TSNE = 50  # t-SNE sees at most this many PCA components: faster, and it denoises
+
+
+# -- reading features out of a network ----------------------------------------------------------
+
+@contextmanager
+def capture(module: nn.Module, what: str = "output") -> Iterator[list[torch.Tensor]]:
+    """Collect `module`'s output (or its first positional input, what="input") on each forward call.
+
+    Yields the list the tensors are appended to; the hook is removed on exit, even after an error.
+    """
+    seen: list[torch.Tensor] = []
+    if what == "output":
+        handle = module.register_forward_hook(lambda m, args, out: seen.append(out))
+    elif what == "input":
+        handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    else:
+        raise ValueError(f"what must be 'output' or 'input', not {what!r}")
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def last_linear(model: nn.Module) -> str:
+    """Dotted path of the last nn.Linear in module order: the classifier head of most networks."""
+    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ModelError(f"{type(model).__name__} has no linear layer, so it has no penultimate features; "
+                         "name a layer with --layer")
+    return names[-1]
+
+
+def head_path(model: nn.Module, arch: str | None = None) -> str:
+    """The classifier head's dotted path: the registry's for a known architecture, else the last Linear."""
+    if arch:
+        from cvdemo.models import get_spec
+
+        try:
+            path = get_spec(arch).head
+            if isinstance(model.get_submodule(path), nn.Linear):
+                return path
+        except (ModelError, AttributeError):
+            pass
+    return last_linear(model)
+
+
+def pooled(t: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C) by global average pooling; anything else -> (B, features) flattened."""
+    if isinstance(t, (tuple, list)):
+        t = t[0]
+    return t.mean(dim=(2, 3)) if t.dim() == 4 else t.flatten(1)
+
+
+def extract_features(classifier: Any, images: Any, *, layer: str | None = None, arch: str | None = None,
+                     batch_size: int = 128, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(features float32 (N, D), logits float32 (N, K)) for every image of an ImageSet.
+
+    `layer`: None or "penultimate" = input of the head; "logits" = the output; otherwise a dotted
+    module path whose output is average-pooled if spatial. `classifier` is a `cvdemo.predict.Classifier`.
+    """
+    from cvdemo.data import make_loader, to_model_input
+    from cvdemo.models import get_module
+    from cvdemo.train.job import resolve_device
+
+    model = classifier.model
+    dev = resolve_device(device)
+    model.to(dev).eval()
+    if layer in (None, "penultimate"):
+        module, what = get_module(model, head_path(model, arch)), "input"
+    elif layer == "logits":
+        module, what = model, "output"
+    else:
+        module, what = layer_module(model, layer), "output"
+    feats, logits = [], []
+    with torch.inference_mode(), capture(module, what) as seen:
+        for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
+            seen.clear()
+            inp = to_model_input(x.to(dev), size=classifier.image_size, mean=classifier.mean, std=classifier.std,
+                                 channels=classifier.in_channels)
+            logits.append(model(inp).float().cpu())
+            if not seen:
+                raise ModelError(f"layer '{layer}' was not used in the forward pass; choose another layer")
+            feats.append(pooled(seen[-1]).float().cpu())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return torch.cat(feats).numpy(), torch.cat(logits).numpy()
+
+
+def layer_module(model: nn.Module, layer: str) -> nn.Module:
+    """The submodule at a dotted path, or a one-sentence error listing a few valid names."""
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        names = [n for n, _ in model.named_children()]
+        raise ModelError(f"the model has no layer '{layer}'; top-level layers are {', '.join(names)} "
+                         "(use dotted paths such as features.3 for deeper ones)") from None
+
+
+# -- projections ----------------------------------------------------------------------------------
+
+@dataclass
+class PCAResult:
+    coords: np.ndarray               # float32 (N, dims): the samples in the principal axes
+    explained_variance: np.ndarray   # float (dims,): fraction of the total variance on each axis
+    components: np.ndarray           # float (dims, D): unit principal axes, largest variance first
+    mean: np.ndarray                 # float (D,)
+
+
+def pca(x: np.ndarray, dims: int = 2) -> PCAResult:
+    """Principal component analysis of float (N, D) data onto `dims` axes.
+
+    Eigen-decomposition in float64 of the D x D covariance (or of the N x N Gram matrix when
+    N < D); each axis's sign makes its largest-magnitude loading positive (reproducible).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ConfigError("PCA needs at least 2 samples")
+    n, d = x.shape
+    dims = int(dims)
+    if not 1 <= dims <= min(n, d):
+        raise ConfigError(f"PCA to {dims} dimensions needs at least {dims} samples and features; "
+                          f"got {n} samples of {d} features")
+    mean = x.mean(axis=0)
+    xc = x - mean
+    total = float(np.sum(xc * xc))
+    if d <= n:
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        vals, vecs = vals[::-1][:dims], vecs[:, ::-1][:, :dims]
+        components = vecs.T
+    else:
+        vals, u = np.linalg.eigh(xc @ xc.T)
+        vals, u = vals[::-1][:dims], u[:, ::-1][:, :dims]
+        components = (xc.T @ u / np.sqrt(np.maximum(vals, 1e-300))).T
+    biggest = np.abs(components).argmax(axis=1)
+    signs = np.sign(components[np.arange(dims), biggest])
+    signs[signs == 0] = 1.0
+    components = components * signs[:, None]
+    coords = xc @ components.T
+    ratio = np.maximum(vals, 0.0) / total if total > 0 else np.zeros(dims)
+    return PCAResult(coords.astype(np.float32), ratio, components, mean)
+
+
+def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 0, backend: str = "auto",
+         n_jobs: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """t-SNE of float (N, D) data to float32 (N, dims), and {"backend", "perplexity"} actually used.
+
+    Data with more than 50 features is first reduced to 50 PCA components. The perplexity is
+    capped at (N - 1) / 3 so small selections still work. backend "auto" = scikit-learn (the
+    faster on a 2-core laptop in our benchmark); "opentsne" needs the openTSNE package.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    n = len(x)
+    if dims not in (2, 3):
+        raise ConfigError(f"t-SNE makes 2 or 3 dimensions, not {dims}")
+    if n < 5:
+        raise ConfigError(f"t-SNE needs at least 5 samples, got {n}")
+    if backend not in TSNE_BACKENDS:
+        raise ConfigError(f"t-SNE backend must be one of {', '.join(TSNE_BACKENDS)}, not {backend!r}")
+    if not perplexity > 0:
+        raise ConfigError(f"perplexity must be greater than 0, got {perplexity}")
+    perplexity = float(min(perplexity, (n - 1) / 3))
+    if x.shape[1] > PCA_BEFORE_TSNE:
+        x = pca(x, min(PCA_BEFORE_TSNE, n)).coords
+    jobs = n_jobs or max(1, min(2, _cores()))
+    if backend == "opentsne":
+        try:
+            from openTSNE import TSNE as OpenTSNE
+        except ImportError:
+            raise ConfigError("the openTSNE backend needs the openTSNE package: pip install openTSNE") from None
+        method = "fft" if dims == 2 else "bh"  # openTSNE interpolates in 1-2 dimensions only
+        y = OpenTSNE(n_components=dims, perplexity=perplexity, random_state=seed, n_jobs=jobs,
+                     negative_gradient_method=method, verbose=False).fit(x)
+        return np.asarray(y, dtype=np.float32), {"backend": "opentsne", "perplexity": perplexity}
+    from sklearn.manifold import TSNE
+
+    y = TSNE(n_components=dims, perplexity=perplexity, random_state=seed, init="pca", learning_rate="auto",
+             n_jobs=jobs).fit_transform(x)
+    return y.astype(np.float32), {"backend": "sklearn", "perplexity": perplexity}
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def knn_accuracy(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out accuracy of a k-nearest-neighbour vote (ties -> smallest label) in `coords`:
+    how well the classes separate in the picture, as a fraction in [0, 1] (NaN for <= k points)."""
+    z = np.asarray(coords, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(z)
+    if n <= k:
+        return float("nan")
+    sq = (z * z).sum(axis=1)
+    hits = 0
+    num_classes = int(y.max()) + 1
+    for lo in range(0, n, 1024):
+        hi = min(n, lo + 1024)
+        dist = sq[lo:hi, None] - 2 * z[lo:hi] @ z.T + sq[None, :]
+        dist[np.arange(hi - lo), np.arange(lo, hi)] = np.inf
+        nbrs = np.argpartition(dist, k, axis=1)[:, :k]
+        votes = np.zeros((hi - lo, num_classes), np.int64)
+        np.add.at(votes, (np.arange(hi - lo)[:, None].repeat(k, 1), y[nbrs]), 1)
+        hits += int((votes.argmax(axis=1) == y[lo:hi]).sum())
+    return hits / n
+
+
+def select_samples(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified subset of at most `limit` samples; the same for the same labels and seed."""
+    from cvdemo.data import stratified_subset
+
+    if limit is not None and int(limit) < 1:
+        raise ConfigError(f"limit must be at least 1, got {limit}")
+    return stratified_subset(np.asarray(labels), None if limit is None else int(limit), seed)
+
+
+# -- one call from a run to points ----------------------------------------------------------------
+
+@dataclass
+class Embedding:
+    """Projected points of some samples of a split, with their classes."""
+
+    coords: np.ndarray                  # float32 (N, dims)
+    labels: np.ndarray                  # int64 (N,), true class indices
+    preds: np.ndarray | None            # int64 (N,), predicted class indices into `pred_classes`
+    indices: np.ndarray                 # int64 (N,), sample indices within the split
+    classes: list[str]                  # names of the true classes
+    pred_classes: list[str]             # names of the predicted classes (ImageNet's for a pretrained head)
+    method: str                         # "pca" or "tsne"
+    layer: str                          # "penultimate", "logits" or a dotted module path
+    split: str
+    backbone: str                       # "run" or "pretrained"
+    features: int                       # D, the feature width before projection
+    explained_variance: list[float] | None  # PCA: fraction of variance per axis
+    tsne: dict[str, Any] | None         # t-SNE: {"backend", "perplexity", "seed"}
+    knn5: float                         # leave-one-out 5-NN accuracy in the projection
+    seconds: float                      # projection time
+
+    @property
+    def dims(self) -> int:
+        return int(self.coords.shape[1])
+
+    def rows(self) -> list[dict[str, Any]]:
+        axes = "xyz"[: self.dims]
+        out = []
+        for i in range(len(self.labels)):
+            row: dict[str, Any] = {a: float(self.coords[i, j]) for j, a in enumerate(axes)}
+            row["true"] = self.classes[int(self.labels[i])]
+            row["predicted"] = self.pred_classes[int(self.preds[i])] if self.preds is not None else ""
+            row["index"] = int(self.indices[i])
+            out.append(row)
+        return out
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write x, y[, z], true, predicted, index (one row per sample) atomically."""
+        from cvdemo.runs import write_atomic
+
+        buf = io.StringIO()
+        fields = [*"xyz"[: self.dims], "true", "predicted", "index"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows())
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buf.getvalue().encode("utf-8"))
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "dims": self.dims, "layer": self.layer, "split": self.split,
+                "backbone": self.backbone, "n": int(len(self.labels)), "features": self.features,
+                "explained_variance": self.explained_variance, "tsne": self.tsne, "knn5": self.knn5,
+                "seconds": self.seconds}
+
+
+def project(features: np.ndarray, method: str = "pca", dims: int = 2, *, perplexity: float = 30.0, seed: int = 0,
+            backend: str = "auto") -> tuple[np.ndarray, list[float] | None, dict[str, Any] | None]:
+    """(coords float32 (N, dims), PCA explained variance or None, t-SNE settings or None)."""
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if dims not in (2, 3):
+        raise ConfigError(f"dims must be 2 or 3, not {dims}")
+    if method == "pca":
+        r = pca(features, dims)
+        return r.coords, [float(v) for v in r.explained_variance], None
+    coords, info = tsne(features, dims, perplexity=perplexity, seed=seed, backend=backend)
+    return coords, None, {**info, "seed": seed}
+
+
+def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer: str | None = None,
+              split: str = "test", limit: int | None = None, seed: int = 0, perplexity: float = 30.0,
+              backbone: str = "run", checkpoint: str = "best", backend: str = "auto",
+              device: str = "auto") -> Embedding:
+    """Features of (a stratified `limit` of) a run's split, projected with PCA or t-SNE.
+
+    `backbone="pretrained"` reads the features of the run's architecture with its ImageNet
+    weights instead of the run's, from the same samples: what fine-tuning changed.
+    """
+    from cvdemo import evaluate as ev
+    from cvdemo import runs
+    from cvdemo.config import RunConfig
+    from cvdemo.predict import Classifier
+
+    run_dir = runs.resolve_run(run_dir)
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+    if dims not in (2, 3):
+        raise ConfigError(f"dims must be 2 or 3, not {dims}")
+    if backbone not in ("run", "pretrained"):
+        raise ConfigError(f"backbone must be 'run' or 'pretrained', not {backbone!r}")
+    ev.check_split(split)
+    arch = RunConfig.from_json_file(run_dir / "config.json").model.name
+    images, classes = ev.load_split(run_dir, split)
+    idx = select_samples(images.labels.numpy(), limit, seed)
+    labels = images.labels.numpy()[idx].astype(np.int64)
+    layer_name = layer or "penultimate"
+    pred_classes = classes
+    if backbone == "run" and layer in (None, "penultimate", "logits"):
+        ckpt_file, which = ev.checkpoint_path(run_dir, checkpoint)
+        cached = ev._read_cache(ev.cache_path(run_dir, split, which))
+        if limit is None or (cached is not None and cached.digest == ev.file_digest(ckpt_file)):
+            pred = ev.predict_split(run_dir, split, which, device=device)
+            logits = pred.logits[idx]
+            feats = logits if layer == "logits" else pred.features[idx]
+        else:
+            clf = Classifier.from_run(run_dir, which)
+            feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
+    elif backbone == "run":
+        _, which = ev.checkpoint_path(run_dir, checkpoint)
+        clf = Classifier.from_run(run_dir, which)
+        feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
+    else:
+        clf, pred_classes = pretrained_like(run_dir, arch, classes)
+        feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
+    preds = logits.argmax(axis=1).astype(np.int64) if pred_classes is not None and len(logits) else None
+    if not np.isfinite(feats).all():
+        raise ModelError("the features contain NaN or infinite values (a diverged run?); nothing to project")
+    started = time.perf_counter()
+    coords, variance, tsne_info = project(feats, method, dims, perplexity=perplexity, seed=seed, backend=backend)
+    seconds = time.perf_counter() - started
+    return Embedding(coords, labels, preds, idx.astype(np.int64), list(classes), list(pred_classes or []), method,
+                     layer_name, split, backbone, int(feats.shape[1]), variance, tsne_info,
+                     knn_accuracy(coords, labels), seconds)
+
+
+def pretrained_like(run_dir: Path, arch: str, classes: list[str]) -> tuple[Any, list[str] | None]:
+    """A Classifier with `arch`'s ImageNet weights that reads the run's images at the run's input size.
+
+    Returns it with the names its predictions refer to (ImageNet's), or None when the pretrained
+    weights have no ImageNet head (then its predictions mean nothing).
+    """
+    from cvdemo.models import create_model, get_spec, imagenet_classes
+    from cvdemo.predict import Classifier
+
+    spec = get_spec(arch)
+    if spec.pretrained is None:
+        raise ModelError(f"{arch} has no pretrained weights to compare with; this view needs a run of a "
+                         "pretrained architecture such as efficientnet_lite0 or resnet18")
+    run_clf = Classifier.from_run(run_dir)
+    try:
+        model, names = create_model(arch, None, pretrained=True), imagenet_classes()
+    except ModelError:
+        model, names = create_model(arch, len(classes), pretrained=True), None
+    clf = Classifier(model.eval(), names or list(classes), run_clf.image_size, tuple(spec.mean), tuple(spec.std), 3,
+                     False, f"{arch} (ImageNet)")
+    return clf, names

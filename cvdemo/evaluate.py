@@ -1,0 +1,396 @@
+"""Evaluate a run: predictions once, then every metric from them.
+
+    result = evaluate_run(run_dir, split="test")      # computes or reuses analysis/predictions-test-best.npz
+    result.top1, result.macro_f1, result.per_class[3], result.confusion, result.ece
+    idx = samples_in_cell(result, true=3, pred=5)     # test images of class 3 predicted as 5, surest first
+    images = result.images(idx)                       # uint8 (n, C, H, W), as stored in the data set
+
+One pass of the model over a split stores logits, probabilities, labels and the
+penultimate-layer features (the input of the linear head) in the run folder, in a
+`.npz` file read with `allow_pickle=False`, written atomically, and keyed by the split
+and a digest of the checkpoint: a later call with the same checkpoint reuses it, a new
+checkpoint recomputes it. Every metric is then plain numpy on those arrays (no
+scikit-learn in this path; the tests check the figures against scikit-learn).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvdemo.errors import CheckpointError, ConfigError
+
+SPLITS = ("test", "val", "train")
+CHECKPOINTS = ("best", "last")
+CACHE_FORMAT = "cvdemo-predictions/1"
+ECE_BINS = 15
+
+
+# -- stored predictions --------------------------------------------------------------------------
+
+@dataclass
+class Predictions:
+    """The model's outputs on every image of one split, in the split's order."""
+
+    split: str                      # "test", "val" or "train"
+    checkpoint: str                 # "best" or "last": the checkpoint file that produced them
+    digest: str                     # sha256 of that checkpoint file (hex, 16 characters)
+    classes: list[str]              # class names; index = label
+    logits: np.ndarray              # float32 (N, K)
+    probs: np.ndarray               # float32 (N, K), softmax of the logits (rows sum to 1)
+    labels: np.ndarray              # int64 (N,), true class indices
+    features: np.ndarray | None     # float32 (N, D): input of the linear head, or None if not stored
+
+    @property
+    def preds(self) -> np.ndarray:
+        """int64 (N,): the predicted class (highest probability) of each sample."""
+        return self.probs.argmax(axis=1).astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> tuple[Path, str]:
+    """(file, name) of a run's checkpoint; "best" falls back to last.pt when a run never saved best.pt."""
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
+    path = Path(run_dir) / f"{checkpoint}.pt"
+    if not path.exists() and checkpoint == "best" and (Path(run_dir) / "last.pt").exists():
+        return Path(run_dir) / "last.pt", "last"
+    if not path.exists():
+        raise CheckpointError(f"run {Path(run_dir).name} has no {checkpoint}.pt yet (it has not finished an epoch)")
+    return path, checkpoint
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256: names the exact weights that made a prediction."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def cache_path(run_dir: Path, split: str, checkpoint: str) -> Path:
+    return Path(run_dir) / "analysis" / f"predictions-{split}-{checkpoint}.npz"
+
+
+def check_split(split: str) -> str:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    return split
+
+
+def predict_split(run_dir: str | Path, split: str = "test", checkpoint: str = "best", *,
+                  features: bool = True, refresh: bool = False, batch_size: int = 256,
+                  device: str = "auto") -> Predictions:
+    """The run's predictions on a split: read from the run folder when the checkpoint is unchanged,
+    otherwise computed with one pass over the split and stored (atomically) for next time.
+
+    A read-only run folder is fine: the predictions are then computed and not stored.
+    """
+    run_dir = Path(run_dir)
+    check_split(split)
+    ckpt_file, checkpoint = checkpoint_path(run_dir, checkpoint)
+    digest = file_digest(ckpt_file)
+    path = cache_path(run_dir, split, checkpoint)
+    if not refresh:
+        cached = _read_cache(path)
+        if cached is not None and cached.digest == digest and (cached.features is not None or not features):
+            return cached
+    pred = _compute(run_dir, split, ckpt_file, checkpoint, digest, features=features, batch_size=batch_size,
+                    device=device)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        _write_cache(path, pred)
+    except OSError:
+        pass  # a read-only run folder: the predictions are still good, just not kept
+    return pred
+
+
+def _compute(run_dir: Path, split: str, ckpt_file: Path, checkpoint: str, digest: str, *, features: bool,
+             batch_size: int, device: str) -> Predictions:
+    import torch
+
+    from cvdemo import runs
+    from cvdemo.data import make_loader, to_model_input
+    from cvdemo.embed import capture, head_path
+    from cvdemo.models import get_module
+    from cvdemo.predict import Classifier
+    from cvdemo.train.job import resolve_device
+
+    ckpt = runs.load_checkpoint(ckpt_file)
+    clf = Classifier.from_checkpoint(ckpt, str(run_dir))
+    images, classes = load_split(run_dir, split)
+    if list(classes) != list(clf.classes):
+        raise CheckpointError(f"the classes of run {run_dir.name}'s data no longer match its checkpoint; "
+                              "was the data folder changed after training?")
+    dev = resolve_device(device)
+    model = clf.model.to(dev).eval()
+    head = get_module(model, head_path(model, ckpt.get("model")))
+    logits_list, feats_list, labels_list = [], [], []
+    with torch.inference_mode(), capture(head, "input") as seen:
+        for x, y in make_loader(images, batch_size=batch_size, shuffle=False):
+            seen.clear()
+            inp = to_model_input(x.to(dev), size=clf.image_size, mean=clf.mean, std=clf.std,
+                                 channels=clf.in_channels)
+            logits_list.append(model(inp).float().cpu())
+            labels_list.append(y)
+            if features:
+                feats_list.append(seen[-1].flatten(1).float().cpu())
+    k = len(classes)
+    logits = torch.cat(logits_list).numpy() if logits_list else np.zeros((0, k), np.float32)
+    labels = torch.cat(labels_list).numpy().astype(np.int64) if labels_list else np.zeros(0, np.int64)
+    feats = (torch.cat(feats_list).numpy() if feats_list else np.zeros((0, 0), np.float32)) if features else None
+    return Predictions(split, checkpoint, digest, list(classes), logits.astype(np.float32),
+                       softmax(logits).astype(np.float32), labels, feats)
+
+
+def _write_cache(path: Path, pred: Predictions) -> None:
+    from cvdemo.runs import write_atomic
+
+    meta = {"format": CACHE_FORMAT, "split": pred.split, "checkpoint": pred.checkpoint, "digest": pred.digest,
+            "classes": pred.classes}
+    arrays = {"meta": np.array(json.dumps(meta)), "logits": pred.logits, "probs": pred.probs, "labels": pred.labels}
+    if pred.features is not None:
+        arrays["features"] = pred.features
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    write_atomic(path, buf.getvalue())
+
+
+def _read_cache(path: Path) -> Predictions | None:
+    """The stored predictions, or None when absent, damaged or of another format (then they are recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != CACHE_FORMAT:
+                return None
+            return Predictions(meta["split"], meta["checkpoint"], meta["digest"], list(meta["classes"]),
+                               z["logits"], z["probs"], z["labels"].astype(np.int64),
+                               z["features"] if "features" in z.files else None)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError):
+        return None
+
+
+@functools.lru_cache(maxsize=2)
+def _load_bundle(run_dir: str, config_stamp: int) -> Any:
+    from cvdemo.config import RunConfig
+    from cvdemo.train.job import load_data
+
+    return load_data(RunConfig.from_json_file(Path(run_dir) / "config.json"))
+
+
+def load_split(run_dir: str | Path, split: str) -> tuple[Any, list[str]]:
+    """(ImageSet, classes) of one split, exactly as the run trained and tested on it (kept for reuse)."""
+    run_dir = Path(run_dir).resolve()
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder (it has no config.json)")
+    bundle = _load_bundle(str(run_dir), config.stat().st_mtime_ns)
+    return getattr(bundle, check_split(split)), list(bundle.classes)
+
+
+def sample_images(run_dir: str | Path, split: str, indices: Any) -> Any:
+    """uint8 (n, C, H, W) images of the given sample indices of a split (as stored, before resizing)."""
+    import torch
+
+    images, _ = load_split(run_dir, split)
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(idx) and (idx.min() < 0 or idx.max() >= len(images)):
+        raise ConfigError(f"sample indices must lie in 0..{len(images) - 1} for the {split} split")
+    if len(idx) == 0:
+        return torch.zeros((0, images.channels, 1, 1), dtype=torch.uint8)
+    return torch.stack([images[int(i)][0] for i in idx])
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (N, K) -> (N, K)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood (nats) of the true classes under softmax(logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    if len(z) == 0:
+        return float("nan")
+    m = z.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(z)), labels]))
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[int, float]:
+    """{k: fraction of samples whose true class is among the k highest scores}, k capped at the class count."""
+    n, num_classes = scores.shape
+    if n == 0:
+        return {k: float("nan") for k in ks}
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rank = np.argmax(order == labels[:, None], axis=1)  # position of the true class, 0 = top
+    return {k: float(np.mean(rank < min(k, num_classes))) for k in ks}
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 (K, K): entry [t, p] counts samples of true class t predicted as p."""
+    labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
+    return np.bincount(labels * num_classes + preds, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes)
+
+
+def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall, F1 (float (K,), 0 where undefined) and support/predicted counts (int (K,))."""
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        denom = support + predicted
+        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+    """Expected calibration error and the reliability-diagram bins.
+
+    Confidence is the top probability; bins are `bins` equal-width intervals (lo, hi] of [0, 1].
+    ECE = sum over bins of (bin size / N) * |accuracy in bin - mean confidence in bin|.
+    Each bin: {"lower", "upper", "count", "accuracy", "confidence"} (accuracy/confidence None when empty).
+    """
+    conf = probs.max(axis=1).astype(np.float64)
+    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+    idx = np.clip(np.ceil(conf * bins).astype(np.int64) - 1, 0, bins - 1)
+    count = np.bincount(idx, minlength=bins)
+    acc_sum = np.bincount(idx, weights=correct, minlength=bins)
+    conf_sum = np.bincount(idx, weights=conf, minlength=bins)
+    n = max(len(labels), 1)
+    ece = float(np.sum(np.abs(acc_sum - conf_sum)) / n) if len(labels) else float("nan")
+    table = []
+    for b in range(bins):
+        c = int(count[b])
+        table.append({"lower": b / bins, "upper": (b + 1) / bins, "count": c,
+                      "accuracy": float(acc_sum[b] / c) if c else None,
+                      "confidence": float(conf_sum[b] / c) if c else None})
+    return ece, table
+
+
+def most_confident_wrong(probs: np.ndarray, labels: np.ndarray, n: int = 16) -> list[dict[str, Any]]:
+    """Up to n misclassified samples, highest predicted probability first: {"index", "true", "pred", "confidence"}."""
+    preds = probs.argmax(axis=1)
+    conf = probs.max(axis=1)
+    wrong = np.flatnonzero(preds != labels)
+    order = wrong[np.argsort(-conf[wrong], kind="stable")][:n]
+    return [{"index": int(i), "true": int(labels[i]), "pred": int(preds[i]), "confidence": float(conf[i])}
+            for i in order]
+
+
+@dataclass
+class Evaluation:
+    """Every metric of one run on one split, derived from its stored predictions.
+
+    Accuracies and F1 are fractions in [0, 1]; `loss` is mean cross-entropy in nats.
+    """
+
+    predictions: Predictions
+    run_dir: Path | None
+    loss: float
+    topk: dict[int, float]                  # {1: top-1, ..., 5: top-5}
+    macro_f1: float                         # mean F1 over the classes present in the labels or predictions
+    weighted_f1: float                      # F1 averaged with weights = support
+    per_class: list[dict[str, Any]]         # {"class", "index", "precision", "recall", "f1", "support", "accuracy"}
+    confusion: np.ndarray                   # int64 (K, K), rows = true class, columns = predicted class
+    confusion_normalized: np.ndarray        # float (K, K), each row divided by its support (empty rows stay 0)
+    most_wrong: list[dict[str, Any]]        # most confidently wrong samples, surest first
+    ece: float                              # expected calibration error, 15 bins
+    reliability: list[dict[str, Any]]       # the 15 reliability-diagram bins
+    _images: Any = field(default=None, repr=False)
+
+    @property
+    def top1(self) -> float:
+        return self.topk[1]
+
+    @property
+    def top5(self) -> float:
+        return self.topk[5]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.predictions.classes
+
+    @property
+    def n(self) -> int:
+        return len(self.predictions)
+
+    def images(self, indices: Any) -> Any:
+        """uint8 (n, C, H, W) images of the given sample indices of this split."""
+        if self.run_dir is None:
+            raise ConfigError("these predictions did not come from a run folder, so their images are unknown")
+        return sample_images(self.run_dir, self.predictions.split, indices)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able figures (the `cvdemo evaluate --json` payload)."""
+        names = self.classes
+        return {
+            "split": self.predictions.split, "checkpoint": self.predictions.checkpoint, "n": self.n,
+            "classes": names, "loss": self.loss, "top1": self.top1, "top5": self.top5,
+            "topk": {str(k): v for k, v in self.topk.items()},
+            "macro_f1": self.macro_f1, "weighted_f1": self.weighted_f1, "ece": self.ece,
+            "per_class": self.per_class, "confusion": self.confusion.tolist(),
+            "confusion_normalized": [[round(float(v), 6) for v in row] for row in self.confusion_normalized],
+            "most_wrong": [{**w, "true_class": names[w["true"]], "pred_class": names[w["pred"]]}
+                           for w in self.most_wrong],
+            "reliability": self.reliability,
+        }
+
+
+def metrics(pred: Predictions, *, run_dir: str | Path | None = None, most_wrong: int = 16) -> Evaluation:
+    """Every metric from stored predictions (numpy only; milliseconds for thousands of samples)."""
+    k = len(pred.classes)
+    labels, probs = pred.labels, pred.probs
+    cm = confusion_matrix(labels, pred.preds, k)
+    scores = per_class_scores(cm)
+    present = (scores["support"] > 0) | (scores["predicted"] > 0)
+    support = scores["support"]
+    macro = float(scores["f1"][present].mean()) if present.any() else float("nan")
+    weighted = float((scores["f1"] * support).sum() / support.sum()) if support.sum() else float("nan")
+    rows = cm.sum(axis=1, keepdims=True)
+    normalized = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
+    per_class = [{"class": pred.classes[c], "index": c, "precision": float(scores["precision"][c]),
+                  "recall": float(scores["recall"][c]), "f1": float(scores["f1"][c]),
+                  "support": int(support[c]),
+                  # per-class accuracy as the reports use it: the share of this class's images classified right
+                  "accuracy": float(scores["recall"][c])}
+                 for c in range(k)]
+    ece, bins = calibration(probs, labels)
+    return Evaluation(pred, Path(run_dir) if run_dir is not None else None, cross_entropy(pred.logits, labels),
+                      topk_accuracy(probs, labels), macro, weighted, per_class, cm, normalized,
+                      most_confident_wrong(probs, labels, most_wrong), ece, bins)
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best", *, refresh: bool = False,
+                 most_wrong: int = 16, device: str = "auto") -> Evaluation:
+    """Predictions of a run on a split (computed once, then reused) and every metric from them."""
+    pred = predict_split(run_dir, split, checkpoint, refresh=refresh, device=device)
+    return metrics(pred, run_dir=run_dir, most_wrong=most_wrong)
+
+
+def samples_in_cell(result: Evaluation, true: int, pred: int) -> np.ndarray:
+    """Sample indices (int64) of true class `true` predicted as `pred`, highest confidence first:
+    the images behind one cell of the confusion matrix."""
+    k = len(result.classes)
+    for name, value in (("true", true), ("pred", pred)):
+        if not 0 <= int(value) < k:
+            raise ConfigError(f"{name} class index must lie in 0..{k - 1}, not {value}")
+    p = result.predictions
+    idx = np.flatnonzero((p.labels == true) & (p.preds == pred))
+    return idx[np.argsort(-p.probs[idx, pred], kind="stable")]
