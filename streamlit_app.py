@@ -2,9 +2,15 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="cvdemo", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="cvdemo", page_icon=":material/psychology:", layout="wide")
 
-pages = [
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-]
-st.navigation(pages).run()
+pages = {
+    "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "Prepare": [st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
+                st.Page("pages/model.py", title="Model", icon=":material/account_tree:")],
+    "Learn": [st.Page("pages/train.py", title="Train", icon=":material/monitoring:")],
+    # "Understand": Evaluate, Embeddings and Explain go here when their core lands.
+    "Use": [st.Page("pages/compare.py", title="Runs", icon=":material/table_view:"),
+            st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
+}
+st.navigation(pages, expanded=True).run()

@@ -78,22 +78,31 @@ def test_home_renders_with_no_runs():
     assert not at.exception
     assert "cvdemo" in at.title[0].value
     assert any("No runs yet" in i.value for i in at.info)
-    assert [b.label for b in at.button][:1] == ["Train digits with LeNet"]
+    assert [b.label for b in at.button][:2] == ["Start", "Change settings first"]
+    assert "Digits with LeNet" in at.markdown[1].value
 
 
-def test_train_digits_button_launches_a_background_run_that_completes():
+def test_lesson_button_launches_a_background_run_that_the_train_page_can_cancel():
     at = app().run()
     at.button[0].click().run()
     assert not at.exception
     assert any("Started run" in s.value for s in at.success)
     found = runs.list_runs()
     assert len(found) == 1
-    status = wait_until_finished(found[0].path, timeout=180)
-    info = runs.run_info(found[0].path)
-    assert info.state == "completed", (status, (found[0].path / "log.txt").read_text()[-2000:])
-    assert info.test_top1 > 0.9
+    assert (found[0].model, found[0].data, found[0].epochs) == ("lenet", "digits", 10)
+    deadline = time.time() + 90  # cancel once training proper has begun
+    while not runs.read_status(found[0].path).get("message", "").startswith("epoch") and time.time() < deadline:
+        time.sleep(0.3)
+    at.switch_page("pages/train.py").run()
+    assert at.selectbox(key=ui.KEY_WATCH_RUN).value == found[0].id
+    at.button(key=ui.KEY_TRAIN_CANCEL).click().run()
+    assert not at.exception
+    status = wait_until_finished(found[0].path, timeout=60)
+    assert status["state"] == "cancelled", (status, (found[0].path / "log.txt").read_text()[-2000:])
     at.run()
-    assert at.dataframe[0].value["state"].iloc[0] == "completed"
+    assert any("cancelled" in w.value for w in at.warning)
+    at.switch_page("pages/home.py").run()
+    assert at.dataframe[0].value["state"].iloc[0] == "cancelled"
 
 
 def test_home_lesson_settings_open_the_train_form_with_that_lesson():
@@ -113,7 +122,7 @@ def test_data_digits_shows_ten_classes_their_counts_and_samples():
     assert metrics["classes"] == "10"
     assert metrics["train images"] == "1,078" and metrics["test images"] == "360"
     assert len(at.get("vega_lite_chart")) == 1                     # class counts
-    assert len(at.get("image")) == 10 + 4                           # 10 class strips, original + 3 presets
+    assert len(at.get("image")) == 10 + 5                           # 10 class columns; original, 3 presets, yours
     stats = at.dataframe[0].value
     assert list(stats["channel"]) == ["grey"] and 0.2 < stats["mean"].iloc[0] < 0.4
     assert at.session_state[ui.KEY_DRAFT]["data"]["source"] == "digits"
@@ -122,8 +131,10 @@ def test_data_digits_shows_ten_classes_their_counts_and_samples():
 def test_data_torchvision_offline_shows_the_readable_error():
     at = on_page("pages/data.py")
     at.radio(key=ui.KEY_DATA_KIND).set_value("torchvision").run()
+    assert not at.error  # nothing is downloaded before the button is pressed
+    at.button(key=ui.KEY_DATA_LOAD).click().run()
     assert not at.exception
-    assert at.error and "mnist" in at.error[0].value
+    assert at.error and "could not download mnist" in at.error[0].value
     assert at.session_state[ui.KEY_DRAFT]["data"]["source"] == "digits"  # a failed choice is not kept
 
 
@@ -179,8 +190,10 @@ def test_data_missing_folder_is_an_error_message():
 
 
 def test_uploaded_class_names_cannot_escape_the_uploads_folder():
+    with pytest.raises(CvdemoError, match="no letters or digits"):
+        ui.save_labelled_images([("../..", "a.png", png()), ("b", "b.png", png())])
     with pytest.raises(CvdemoError, match="at least two classes"):
-        ui.save_labelled_images([("../..", "a.png", png()), ("..", "b.png", png())])
+        ui.save_labelled_images([("a", "a.png", png()), ("a/", "b.png", png())])
     folder = ui.save_labelled_images([("../../etc", "../x.png", png()), ("b", "y.exe", png())])
     assert sorted(p.name for p in folder.iterdir()) == ["b", "etc"]
     assert [p.name for p in (folder / "b").iterdir()] == ["0001-y.png"]
@@ -197,18 +210,34 @@ def test_model_lenet_shows_parameter_counts_and_layer_groups():
     groups = at.dataframe[0].value
     assert list(groups["group"]) == ["conv1", "conv2", "fc", "head"]
     assert groups["parameters"].sum() == 61_706
-    assert at.toggle(key=ui.KEY_MODEL_PRETRAINED).disabled
+    assert set(groups["trains"]) == {"from the start"} and set(groups["learning rate"]) == {0.003}
+    assert at.toggle(key=ui.KEY_MODEL_PRETRAINED).disabled and at.selectbox(key=ui.KEY_MODEL_FREEZE).disabled
+
+
+def test_model_partial_freezing_and_discriminative_rates_show_in_the_group_table():
+    at = app().run()
+    at.session_state[ui.KEY_DRAFT] = ui.RunConfig().replace(
+        model={"name": "resnet18", "pretrained": True, "freeze": "until:layer2"},
+        train={"lr": 0.01, "lr_decay": 0.5, "unfreeze_at": [3]}).to_dict()
+    at.switch_page("pages/model.py").run()
+    assert not at.exception, at.exception
+    groups = at.dataframe[0].value.set_index("group")
+    assert list(groups.index) == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
+    assert list(groups["trains"]) == ["frozen", "frozen", "from epoch 3", "from the start", "from the start",
+                                      "from the start"]
+    assert groups.loc["head", "learning rate"] == pytest.approx(0.01)
+    assert groups.loc["layer4", "learning rate"] == pytest.approx(0.005)
 
 
 def test_model_pretrained_and_frozen_backbone_trains_only_the_head():
     at = on_page("pages/model.py")
     at.selectbox(key=ui.KEY_MODEL_NAME).set_value("efficientnet_lite0").run()
     at.toggle(key=ui.KEY_MODEL_PRETRAINED).set_value(True).run()
-    at.toggle(key=ui.KEY_MODEL_FREEZE).set_value(True).run()
+    at.selectbox(key=ui.KEY_MODEL_FREEZE).set_value("backbone").run()
     assert not at.exception
     assert any("works offline" in c.value for c in at.caption)
     groups = at.dataframe[0].value
-    assert set(groups["trains"][:-1]) == {"frozen"} and groups["trains"].iloc[-1] == "yes"
+    assert set(groups["trains"][:-1]) == {"frozen"} and groups["trains"].iloc[-1] == "from the start"
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["trainable"].replace(",", "")) == groups["parameters"].iloc[-1]
     assert at.session_state[ui.KEY_DRAFT]["model"] == {"name": "efficientnet_lite0", "pretrained": True,

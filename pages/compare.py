@@ -1,0 +1,92 @@
+"""Runs: every run in a table; compare some side by side; download or delete one."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from cvdemo import runs
+from cvdemo.errors import CvdemoError
+from pages import common as ui
+
+st.title("Runs")
+st.caption("Every training run on this computer, newest first. Pick a few to compare their curves and results.")
+ui.flash()
+
+found = runs.list_runs(ui.runs_root())
+if not found:
+    st.info("No runs yet: start one on the Home or Train page.")
+    st.stop()
+by_id = {r.id: r for r in found}
+st.dataframe(ui.runs_table(found), hide_index=True, width="stretch", column_config=ui.PERCENT_COLUMNS)
+rows = dict(zip(by_id, ui.result_rows(found)))
+
+st.subheader("Compare runs")
+with_epochs = [r.id for r in found if r.epochs_done]
+chosen = st.multiselect("Runs to compare", with_epochs, key=ui.KEY_COMPARE,
+                        default=[i for i in with_epochs if by_id[i].state == "completed"][:3],
+                        format_func=lambda i: ui.run_label(by_id[i]))
+if chosen:
+    table = pd.DataFrame([rows[i] for i in chosen])
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={**ui.PERCENT_COLUMNS, "parameters": st.column_config.NumberColumn(format="localized"),
+                                "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+                                "seconds": st.column_config.NumberColumn(format="%.0f")})
+    st.download_button("Download this table (CSV)", table.to_csv(index=False), file_name="comparison.csv",
+                       mime="text/csv", icon=":material/download:", key=ui.KEY_COMPARE_CSV)
+    frame = ui.curves_frame({ui.short_name(by_id[i]): runs.read_metrics(by_id[i].path) for i in chosen})
+    left, right = st.columns(2)
+    with left:
+        ui.draw_curve(frame, "top-1 accuracy", by_run=True, height=300)
+    with right:
+        ui.draw_curve(frame, "loss", by_run=True, height=300)
+    st.caption("Solid lines: training; dashed: validation. Test accuracy is measured once, at the end, "
+               "on images no run ever trained or chose a checkpoint on.")
+else:
+    st.caption("Choose runs above to see their curves side by side.")
+
+st.subheader("Hyperparameters against results")
+scored = [rows[r.id] | ui.flat_config(r.path) for r in found if rows[r.id]["test top-1"] is not None]
+varying = [k for k in (scored[0] if scored else {}) if "." in k
+           and len({str(s.get(k)) for s in scored}) > 1]
+if len(scored) < 2 or not varying:
+    st.caption("Finish two or more runs that differ in a setting (say the learning rate) to see its effect here.")
+else:
+    x = st.selectbox("Setting", varying, index=varying.index("train.lr") if "train.lr" in varying else 0,
+                     key=ui.KEY_SCATTER_X)
+    data = pd.DataFrame([{"setting": s[x], "test top-1": s["test top-1"], "model": s["model"], "run": s["run"]}
+                         for s in scored])
+    numeric = pd.api.types.is_numeric_dtype(data["setting"]) and not pd.api.types.is_bool_dtype(data["setting"])
+    log = numeric and x.endswith("lr") and (data["setting"] > 0).all()
+    chart = alt.Chart(data, height=320).mark_circle(size=160).encode(
+        x=alt.X("setting:Q" if numeric else "setting:N", title=x, scale=alt.Scale(type="log") if log else alt.Scale()),
+        y=alt.Y("test top-1:Q", axis=alt.Axis(format="%"), scale=alt.Scale(zero=False)),
+        color=alt.Color("model:N", legend=alt.Legend(orient="right", title=None)), tooltip=["run", "setting", "test top-1"])
+    st.altair_chart(chart, width="stretch")
+
+st.subheader("Download or delete a run")
+with_weights = [r.id for r in found if (r.path / "best.pt").is_file()]
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: ui.run_label(by_id[i]), key=ui.KEY_SELECTED_RUN,
+                      index=list(by_id).index(with_weights[0]) if with_weights else 0)
+r = by_id[run_id]
+left, right = st.columns(2)
+with left:
+    best = r.path / "best.pt"
+    if best.is_file():
+        st.download_button("Download best.pt", data=best.read_bytes, file_name=f"{r.id}-best.pt", icon=":material/download:",
+                           mime="application/octet-stream", key=ui.KEY_DOWNLOAD)
+        st.caption(f"The weights with the best validation accuracy, {best.stat().st_size / 2**20:.1f} MB; "
+                   "`cvdemo predict` and the Classify page read it.")
+    else:
+        st.caption("This run has no checkpoint (it did not finish an epoch).")
+with right:
+    sure = st.checkbox(f"Yes, delete run {r.id} and all its files", key=ui.KEY_DELETE_CONFIRM)
+    if st.button("Delete run", icon=":material/delete:", disabled=not sure, key=ui.KEY_DELETE):
+        try:
+            ui.delete_run(r.path)
+        except CvdemoError as e:
+            ui.show_error(e)
+        else:
+            for key in (ui.KEY_SELECTED_RUN, ui.KEY_COMPARE, ui.KEY_DELETE_CONFIRM):
+                st.session_state.pop(key, None)
+            ui.flash(f"Deleted run {r.id}.")
+            st.rerun()

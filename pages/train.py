@@ -1,0 +1,93 @@
+"""Train: every setting of a run in one form, then live curves of the run being watched."""
+
+import streamlit as st
+
+from cvdemo import runs
+from cvdemo.config import RunConfig, field_infos
+from cvdemo.data import SOURCES
+from cvdemo.errors import CvdemoError
+from cvdemo.models import list_models
+from pages import common as ui
+
+SECTION_TITLES = {"data": "Data", "model": "Model", "train": "Training"}
+# Fields shown without opening "More … settings"; every other field (and any the core adds) sits there.
+PRIMARY = {"data": ("source", "augment", "limit_train", "image_size"), "model": ("name", "pretrained", "freeze"),
+           "train": ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay")}
+ACTIVE = ("queued", "running")
+
+st.title("Train")
+st.caption("Set up a run and press **Start training**. It trains in the background: switch pages, close the tab "
+           "or start more runs while the curves on the right grow epoch by epoch.")
+
+config = ui.draft()
+choices = {"data": {"source": list(dict.fromkeys([config["data"]["source"], *SOURCES]))},
+           "model": {"name": list_models(), "freeze": list(ui.freeze_choices(config["model"]["name"]))}}
+form_col, live_col = st.columns([5, 6], gap="large")
+with form_col:
+    with st.form(ui.KEY_TRAIN_FORM, border=True):
+        raw = {}
+        for info in field_infos(RunConfig):
+            if info.kind == "section":
+                st.markdown(f"##### {SECTION_TITLES.get(info.name, info.name.capitalize())}")
+                raw[info.name] = ui.config_section(info.name, info.default, config.get(info.name, {}),
+                                                   primary=PRIMARY.get(info.name, ()), choices=choices.get(info.name))
+            else:
+                raw[info.name] = ui.field_widget("", info, config.get(info.name, info.default))
+        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", key=ui.KEY_TRAIN_START)
+    if submitted:
+        try:
+            run_config = RunConfig.from_dict(raw)
+            run_dir = runs.launch(run_config, ui.runs_root())
+        except CvdemoError as e:
+            ui.show_error(e)
+        else:
+            st.session_state[ui.KEY_DRAFT] = run_config.to_dict()
+            st.session_state[ui.KEY_WATCH_RUN] = run_dir.name
+            st.success(f"Started run {run_dir.name}.", icon=":material/rocket_launch:")
+    st.caption("Data and model can also be chosen, with previews, on the Data and Model pages.")
+
+busy = any(r.state in ACTIVE for r in runs.list_runs(ui.runs_root()))
+
+
+def live() -> None:
+    found = runs.list_runs(ui.runs_root())[:30]
+    if not found:
+        st.info("No runs yet: set up a run on the left and press **Start training**.")
+        return
+    by_id = {r.id: r for r in found}
+    active = [r for r in found if r.state in ACTIVE]
+    if busy and not active:
+        st.rerun()  # the last run just ended: redraw the page once and stop polling
+    if st.session_state.get(ui.KEY_WATCH_RUN) not in by_id:
+        st.session_state[ui.KEY_WATCH_RUN] = (active or found)[0].id
+    r = by_id[st.selectbox("Watching run", list(by_id), format_func=lambda i: ui.run_label(by_id[i]),
+                           key=ui.KEY_WATCH_RUN)]
+    metrics = runs.read_metrics(r.path)
+    p = ui.progress(r, metrics)
+    epochs = [m for m in metrics if m.get("kind") == "epoch"]
+    ui.show_run_state(r)
+    cols = st.columns(4)
+    cols[0].metric("epochs done", f"{p['done']} / {p['total']}")
+    cols[1].metric("validation top-1", f"{epochs[-1]['val_top1']:.1%}" if epochs else "—")
+    cols[2].metric("images / s", f"{p['images_per_s']:,.0f}" if p["images_per_s"] else "—")
+    cols[3].metric("time left", ui.duration(p["eta"]) if r.state in ACTIVE else "—")
+    if r.state in ACTIVE:
+        st.progress(p["fraction"])
+        if st.button("Cancel this run", icon=":material/stop:", key=ui.KEY_TRAIN_CANCEL):
+            if runs.cancel(r.path):
+                st.toast("Asked the run to stop: it saves its last epoch and ends.")
+            else:
+                st.toast("Nothing to stop: the run has already ended.")
+    frame = ui.curves_frame({r.id: metrics})
+    if frame.empty:
+        st.caption("The curves appear when the first epoch ends.")
+        return
+    ui.draw_curve(frame, "loss", epochs=r.epochs)
+    ui.draw_curve(frame, "top-1 accuracy", epochs=r.epochs)
+    ui.draw_curve(frame, "learning rate", epochs=r.epochs, height=180)
+    if len(active) > 1 or (active and r not in active):
+        st.caption(f"{len(active)} runs are training at once; they share the processor.")
+
+
+with live_col:
+    st.fragment(live, run_every=1.5 if busy else None)()

@@ -1,0 +1,159 @@
+"""The app in a real browser: lessons, live training that survives page switches and reloads,
+classification with the pretrained network, and a screenshot of every page for a person to look at."""
+
+import re
+import time
+
+import pytest
+from shots import screenshot
+
+from cvdemo import runs
+
+pytestmark = pytest.mark.browser
+
+IMAGENET_CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
+
+
+def title(page, text: str, timeout: float = 60_000) -> None:
+    page.locator("h1", has_text=text).first.wait_for(timeout=timeout)
+
+
+def go(page, name: str, heading: str | None = None) -> None:
+    """Follow the sidebar link `name` and wait for the page's heading."""
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name=name, exact=True).click()
+    title(page, heading or name)
+
+
+def metric(page, label: str) -> str:
+    box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").filter(has_text=label))
+    return box.get_by_test_id("stMetricValue").first.inner_text(timeout=2_000).strip()
+
+
+def settle(page, ms: int = 800) -> None:
+    """Let the page finish drawing (images, charts) before a screenshot."""
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(ms)
+
+
+def test_a_page_opened_first_on_a_fresh_server_gets_the_router(server, page):
+    page.goto(server["url"] + "/train")
+    title(page, "Train")
+    nav = page.get_by_test_id("stSidebarNav")
+    for section in ("Prepare", "Learn", "Use"):
+        nav.get_by_text(section, exact=True).wait_for(timeout=10_000)
+    assert nav.get_by_role("link", name="common").count() == 0
+
+
+EPOCHS = 12  # long enough (a few seconds an epoch) to switch pages and reload while it trains
+
+
+def epochs_done(page) -> int | None:
+    try:
+        text = metric(page, "epochs done")
+    except Exception:  # the page is being redrawn
+        return None
+    match = re.fullmatch(rf"(\d+) / {EPOCHS}", text)
+    return int(match.group(1)) if match else None
+
+
+def test_train_curves_grow_across_page_switches_and_a_reload(server, page):
+    page.goto(server["url"] + "/train")
+    title(page, "Train")
+    page.get_by_label("epochs", exact=True).fill(str(EPOCHS))
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("Started run").wait_for(timeout=30_000)
+    found = runs.list_runs(server["runs"])
+    assert len(found) == 1 and found[0].epochs == EPOCHS
+    run_dir = found[0].path
+
+    seen = set()
+    deadline = time.time() + 150
+    while not any(seen - {None, 0}) and time.time() < deadline:  # the first epoch is on the curves
+        seen.add(epochs_done(page))
+        time.sleep(0.2)
+    page.get_by_test_id("stVegaLiteChart").nth(2).wait_for(timeout=15_000)  # loss, accuracy, learning rate
+    settle(page)
+    screenshot(page, "train-running")
+
+    go(page, "Runs")                         # away and back while it trains
+    go(page, "Train")
+    page.get_by_test_id("stVegaLiteChart").first.wait_for(timeout=30_000)
+    seen.add(epochs_done(page))
+    assert runs.read_status(run_dir)["state"] == "running", "the run ended before the reload: make it longer"
+    page.reload()                            # a new browser session: the run is found on disk
+    title(page, "Train")
+    while runs.read_status(run_dir)["state"] in ("queued", "running") and time.time() < deadline:
+        seen.add(epochs_done(page))
+        time.sleep(0.2)
+    assert runs.read_status(run_dir)["state"] == "completed"
+    page.get_by_text("Finished: test top-1").wait_for(timeout=30_000)
+    seen.add(epochs_done(page))
+    grown = sorted(n for n in seen if n)
+    assert grown[-1] == EPOCHS and len(grown) >= 3, seen   # watched growing, not only finished
+    page.get_by_test_id("stVegaLiteChart").nth(2).wait_for(timeout=15_000)
+    settle(page)
+    screenshot(page, "train-finished")
+
+
+def test_classify_the_cat_photo_with_the_pretrained_network(server, page, cat_png):
+    page.goto(server["url"] + "/classify")
+    title(page, "Classify")
+    page.locator("input[type=file]").set_input_files(str(cat_png))
+    heading = page.locator("h3", has_text="·").first
+    heading.wait_for(timeout=90_000)
+    top1 = heading.inner_text().split("·")[0].strip()
+    assert top1 in IMAGENET_CATS, top1
+    page.get_by_text("All predictions").wait_for()
+    settle(page, 1500)
+    screenshot(page, "classify")
+
+
+def test_home_lesson_starts_a_run_shown_as_running(server, page):
+    page.goto(server["url"])
+    title(page, "image classification playground")
+    page.get_by_role("button", name="Start", exact=True).first.click()
+    page.get_by_text("Started run").wait_for(timeout=30_000)
+    page.get_by_text("Running now (1)").wait_for(timeout=30_000)
+    page.get_by_test_id("stProgress").first.wait_for(timeout=30_000)
+    settle(page)
+    screenshot(page, "home")
+    active = [r for r in runs.list_runs(server["runs"]) if r.state in ("queued", "running")]
+    deadline = time.time() + 60  # cancel once training proper has begun (its signal handler is in place)
+    while not runs.read_status(active[0].path).get("message", "").startswith("epoch") and time.time() < deadline:
+        time.sleep(0.3)
+    assert runs.cancel(active[0].path)
+    page.get_by_text("Running now (0)").wait_for(timeout=60_000)
+
+
+def test_model_page_with_a_frozen_pretrained_network(server, page):
+    page.goto(server["url"] + "/model")
+    title(page, "Model")
+    page.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    page.keyboard.type("efficientnet_lite0")
+    page.keyboard.press("Enter")
+    page.get_by_text("ship in a Python package").wait_for(timeout=30_000)
+    page.get_by_text("Start from ImageNet weights").click()
+    page.get_by_test_id("stSelectbox").filter(has_text="Freeze").click()
+    page.get_by_role("option", name="everything but the new head").click()
+    page.get_by_text("trainable").first.wait_for()
+    deadline = time.time() + 30
+    while metric(page, "trainable") == metric(page, "parameters") and time.time() < deadline:
+        time.sleep(0.2)
+    assert metric(page, "trainable") != metric(page, "parameters")
+    settle(page, 1500)
+    screenshot(page, "model")
+
+
+@pytest.mark.parametrize("name, heading, ready", [
+    ("Data", "Data", "Augmentation preview"),
+    ("Runs", "Runs", "Download or delete a run"),
+    ("Home", "image classification playground", "Recent runs"),
+])
+def test_screenshot_every_page(server, page, name, heading, ready):
+    page.goto(server["url"])
+    title(page, "image classification playground")
+    if name != "Home":
+        go(page, name, heading)
+    page.get_by_text(ready).first.wait_for(timeout=60_000)
+    settle(page, 1500)
+    screenshot(page, name.lower() if name != "Home" else "home-after-runs")
