@@ -8,6 +8,7 @@ absurd value becomes one sentence (`ConfigError`) before any work starts.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import types
@@ -24,6 +25,12 @@ SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BEST_METRICS = ("val_top1", "val_loss")
+RESIDENT = ("auto", "on", "off")
+# Names other tools use for our fields: an unknown key among these gets a "did you mean".
+ALIASES = {"learning_rate": "lr", "lr_schedule": "schedule", "scheduler": "schedule", "batch": "batch_size",
+           "bs": "batch_size", "epoch": "epochs", "num_epochs": "epochs", "max_epochs": "epochs",
+           "arch": "name", "architecture": "name", "model": "name", "dataset": "source", "path": "source",
+           "optim": "optimizer", "wd": "weight_decay", "img_size": "image_size", "input_size": "image_size"}
 
 
 def _f(default: Any, help: str, *, min: float | None = None, max: float | None = None,
@@ -49,6 +56,10 @@ class DataConfig:
     image_size: int | None = _f(None, "model input size in pixels; empty = the model's default", min=8, max=1024)
     skip_bad: bool = _f(False, "skip unreadable image files (and count them) instead of stopping")
     workers: int | None = _f(None, "data-loading processes; empty = automatic", min=0, max=64)
+    device_resident: str = _f("auto", "keep the decoded training images on the training device and crop/flip "
+                              "whole batches there: auto = on a CUDA GPU when they fit in a quarter of its free "
+                              "memory (augment none or standard); on = always, also on the CPU; off = never",
+                              choices=RESIDENT)
 
 
 @dataclass(frozen=True)
@@ -123,16 +134,34 @@ class RunConfig:
         return _parse(cls, raw, "config")
 
     @classmethod
-    def from_json_file(cls, path: str | Path) -> RunConfig:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    def from_json(cls, text: str | bytes, where: str = "the config") -> RunConfig:
+        """Parse and validate JSON text; anything malformed raises ConfigError naming `where`."""
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise ConfigError(f"{where} is not UTF-8 text (a binary file?): give a JSON text file shaped "
+                                  f"like a run's config.json") from None
         try:
             raw = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid JSON (line {e.lineno}: {e.msg})") from None
-        return cls.from_dict(raw)
+            raise ConfigError(f"{where} is not valid JSON (line {e.lineno}: {e.msg}): fix it, or start from a run's "
+                              f"config.json") from None
+        except RecursionError:
+            raise ConfigError(f"{where} is nested too deeply to be a config: give a JSON object with "
+                              f"data, model and train sections") from None
+        try:
+            return cls.from_dict(raw)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> RunConfig:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+        return cls.from_json(data, f"config file {path}")
 
     def replace(self, **sections: dict[str, Any]) -> RunConfig:
         """A copy with some fields changed, validated: `cfg.replace(train={"lr": 0.1})`."""
@@ -153,12 +182,12 @@ class RunConfig:
             raise ConfigError("the multistep schedule needs milestones (epochs), e.g. --milestones 10,20,30")
         if any(m < 1 or m > t.epochs for m in t.milestones):
             raise ConfigError(f"milestones must lie between 1 and the number of epochs ({t.epochs}), "
-                              f"got {list(t.milestones)}")
+                              f"got {_short(list(t.milestones))}")
         if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
             raise ConfigError(f"warm-up ({t.warmup_epochs} epochs) must be shorter than the run ({t.epochs} epochs)")
         freeze = self.model.freeze
         if freeze not in ("none", "backbone") and not (freeze.startswith("until:") and freeze[6:]):
-            raise ConfigError(f"freeze must be none, backbone or until:GROUP (e.g. until:layer3), got '{freeze}'")
+            raise ConfigError(f"freeze must be none, backbone or until:GROUP (e.g. until:layer3), got {_short(freeze)}")
         if freeze != "none" and not self.model.pretrained and self.model.name != "alexnet_skip":
             raise ConfigError("freezing layers only makes sense with --pretrained: "
                               "frozen random layers cannot learn")
@@ -173,12 +202,17 @@ class RunConfig:
 
 def _parse(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a JSON object, got {type(raw).__name__}")
+        shape = "with data, model and train sections" if cls is RunConfig else "of settings"
+        raise ConfigError(f"{where} must be a JSON object {shape} ({{...}}), got {_json_kind(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        raise ConfigError(f"unknown key '{unknown[0]}' in {where}; known keys: {', '.join(fields)}")
+        key = unknown[0]
+        close = [ALIASES[key]] if ALIASES.get(key) in fields else \
+            difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6) if isinstance(key, str) else []
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown key {_short(key)} in {where}: {hint}known keys are {', '.join(fields)}")
     values = {}
     for name, value in raw.items():
         hint = hints[name]
@@ -211,40 +245,57 @@ def _check_value(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: st
                 value = [item(v) for v in value.replace(" ", "").split(",") if v]
             except ValueError:
                 kind = "whole numbers" if item is int else "numbers"
-                raise ConfigError(f"{path} must be a comma-separated list of {kind}, got '{value}'") from None
+                raise ConfigError(f"{path} must be a comma-separated list of {kind}, got {_short(value)}") from None
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path} must be a list, got {value!r}")
+            raise ConfigError(f"{path} must be a list, got {_short(value)}")
         return tuple(_check_value(v, item, meta, path) for v in value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path} must be true or false, got {value!r}")
+            raise ConfigError(f"{path} must be true or false, got {_short(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{path} must be a whole number, got {value!r}")
+            raise ConfigError(f"{path} must be a whole number, got {_short(value)}")
         value = int(value)
     elif hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path} must be a number, got {value!r}")
+            raise ConfigError(f"{path} must be a number, got {_short(value)}")
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{path} must be a finite number, got {value}")
     elif hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path} must be text, got {value!r}")
+            raise ConfigError(f"{path} must be text, got {_short(value)}")
         choices = meta.get("choices")
         if choices and value not in choices:
-            raise ConfigError(f"{path} must be one of {', '.join(choices)}; got '{value}'")
+            raise ConfigError(f"{path} must be one of {', '.join(choices)}; got {_short(value)}")
         if not value.strip():
             raise ConfigError(f"{path} must not be empty")
         return value
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and (value < lo or (meta.get("min_exclusive") and value == lo)):
         relation = "greater than" if meta.get("min_exclusive") else "at least"
-        raise ConfigError(f"{path} must be {relation} {lo}, got {value}")
+        raise ConfigError(f"{path} must be {relation} {lo}, got {_number(value)}")
     if hi is not None and value > hi:
-        raise ConfigError(f"{path} must be at most {hi}, got {value}")
+        raise ConfigError(f"{path} must be at most {hi}, got {_number(value)}")
     return value
+
+
+def _number(value: float) -> str:
+    """A number for a message: huge ones in scientific notation, not 300 digits."""
+    return f"{value:.3g}" if abs(value) >= 1e15 else str(value)
+
+
+def _short(value: Any) -> str:
+    """repr() of a user's value, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a list", str: "text", bool: "true/false", int: "a number", float: "a number",
+             type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def describe_fields(cls: type) -> dict[str, str]:

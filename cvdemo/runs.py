@@ -220,16 +220,43 @@ def list_runs(root: Path | str | None = None) -> list[RunInfo]:
     return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
 
+def run_path(run_id: str, root: Path | str | None = None) -> Path:
+    """The folder of the run called `run_id` under root; an id that could reach outside root is refused.
+
+    Ids come from lists, URLs and forms: only a plain folder name is one ('..', separators, a leading
+    dot, control characters and over-long names are not)."""
+    root = Path(root) if root is not None else default_root()
+    text = str(run_id)
+    if (not text or text.startswith(".") or len(text) > 200 or any(c in text for c in "/\\:")
+            or any(ord(c) < 32 for c in text)):
+        raise CvdemoError(f"{_short(text)} is not a run id (a folder name under {root}, as `cvdemo runs` lists): "
+                          f"give the id or the run's folder")
+    return root / text
+
+
 def resolve_run(run: str | Path, root: Path | str | None = None) -> Path:
-    """A run given as a path or as an id under root."""
+    """A run given as a path (the user's own, on the command line) or as an id under root."""
     path = Path(run)
-    if not (path / "config.json").exists():
-        candidate = (Path(root) if root is not None else default_root()) / str(run)
-        if (candidate / "config.json").exists():
+    if not _is_run(path):
+        if any(sep in str(run) for sep in "/\\") or str(run).startswith("."):
+            raise CvdemoError(f"no run at {_short(str(run))}: give a run folder or a run id (see `cvdemo runs`)")
+        candidate = run_path(str(run), root)
+        if _is_run(candidate):
             path = candidate
         else:
-            raise CvdemoError(f"no run at {run}: give a run folder (see `cvdemo runs`)")
+            raise CvdemoError(f"no run at {_short(str(run))}: give a run folder or a run id (see `cvdemo runs`)")
     return path
+
+
+def _is_run(path: Path) -> bool:
+    try:
+        return (path / "config.json").is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -252,21 +279,32 @@ def load_checkpoint(path: Path | str) -> dict[str, Any]:
     import torch
 
     path = Path(path)
+
+    def damaged(detail: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path.name} is damaged or not a PyTorch file{detail}: train the run "
+                               f"again, or restore the file from a copy")
+
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"checkpoint {path} does not exist: train the run first, or check the path")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise CheckpointError(f"checkpoint {path.name} is damaged or not a PyTorch file")
+        raise damaged(" (it is empty)" if path.stat().st_size == 0 else "")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path.name} holds more than weights and was refused for safety "
-                              f"({str(e).splitlines()[0][:120]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path.name} is damaged or not a PyTorch file "
-                              f"({str(e).splitlines()[0][:120] if str(e) else type(e).__name__})") from None
+        raise CheckpointError(f"checkpoint {path.name} holds Python objects besides weights and was refused for "
+                              f"safety ({_first_line(e)}): use only checkpoints written by cvdemo, and never "
+                              f"load this file with plain torch.load") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
+            zipfile.BadZipFile, MemoryError) as e:
+        raise damaged(f" ({_first_line(e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path.name} is not a cvdemo checkpoint; train a run with cvdemo to get one")
     return ckpt
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:120] if text else type(e).__name__
 
 
 # -- background jobs -----------------------------------------------------------------------------
@@ -289,6 +327,70 @@ def launch(config: Any, root: Path | str | None = None) -> Path:
     # A file of its own: the child may already be writing status.json.
     write_json(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "time": time.time()})
     return run_dir
+
+
+class CancelledWhileQueued(CvdemoError):
+    """SIGTERM reached a background run that was still waiting for a free training slot."""
+
+
+def wait_for_slot(run_dir: Path, limit: int | None = None, poll: float = 0.25) -> Any:
+    """Block until this run may train: at most `limit` (default `limits.max_running()`, 0 = no limit)
+    background runs under the same runs folder train at once; the others wait here, `queued`.
+
+    A slot is an exclusive lock on `<root>/.slots/<k>.lock`, which the operating system releases when the
+    process ends, however it ends (kill -9 included), so a crashed run never keeps its slot. Returns the
+    open lock file, to be kept open while training (None without a limit). SIGTERM while waiting marks
+    the run `cancelled` and raises CancelledWhileQueued.
+    """
+    import signal
+    import threading
+
+    from cvdemo import limits
+
+    limit = limits.max_running() if limit is None else limit
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no queue
+        return None
+    if limit <= 0:
+        return None
+    run_dir = Path(run_dir)
+    folder = run_dir.parent / ".slots"
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise CvdemoError(f"cannot create {folder} to queue runs: {e.strerror or e}") from None
+
+    def try_slots() -> Any:
+        for k in range(limit):
+            f = open(folder / f"{k}.lock", "a+b")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return f
+            except OSError:
+                f.close()
+        return None
+
+    slot = try_slots()
+    if slot is not None:
+        return slot
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    try:
+        write_status(run_dir, "queued", f"waiting for a free slot: {limit} run{'s' if limit > 1 else ''} "
+                                        f"already training here (CVDEMO_MAX_RUNNING={limit})")
+        while slot is None:
+            if stop.wait(poll):
+                write_status(run_dir, "cancelled", "cancelled while waiting for a free slot, before training "
+                                                   "started; start it again when you want it")
+                raise CancelledWhileQueued(f"run {run_dir.name} was cancelled while waiting for a free slot")
+            slot = try_slots()
+        return slot
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def cancel(run_dir: Path) -> bool:

@@ -50,7 +50,8 @@ def test_sigterm_cancels_with_a_checkpoint_and_resume_finishes(tmp_path):
 def test_kill_9_reads_interrupted_keeps_checkpoints_and_resumes(tmp_path):
     cfg = RunConfig().replace(**SLOW)
     run_dir = runs.launch(cfg, tmp_path)
-    wait_for(lambda: epochs_done(run_dir) >= 1)
+    # last.pt is written just after the epoch's metrics line: wait for both, or the kill may land between them
+    wait_for(lambda: epochs_done(run_dir) >= 1 and (run_dir / "last.pt").exists())
     pid = runs.read_status(run_dir)["pid"]
     os.kill(pid, signal.SIGKILL)
     status = wait_for(lambda: (s := runs.read_status(run_dir))["state"] == "interrupted" and s)

@@ -8,6 +8,7 @@ an order of magnitude faster than `ZipFile.read` for tens of thousands of small 
 
 from __future__ import annotations
 
+import lzma
 import mmap
 import os
 import re
@@ -23,6 +24,7 @@ from cvdemo.errors import DataError
 MAX_TOTAL_BYTES = 20 * 10**9      # declared uncompressed size of a whole archive
 BOMB_RATIO = 200                  # compression ratio above which a big member is refused
 BOMB_MIN_BYTES = 10 * 2**20       # ... when it also expands to more than this
+BOMB_TOTAL_MIN_BYTES = 2**30      # a whole archive expanding to more than this at BOMB_RATIO is refused too
 
 
 class ZipMember(NamedTuple):
@@ -166,8 +168,10 @@ class ZipReader:
         try:
             with self._zip.open(m.name) as f:
                 data = f.read(m.size + 1)
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error) as e:
-            raise DataError(f"{self.display(m)} cannot be read ({e}): re-create the zip with "
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError, zlib.error, ValueError,
+                struct.error, lzma.LZMAError) as e:
+            reason = str(e).splitlines()[0][:100] if str(e).strip() else type(e).__name__
+            raise DataError(f"{self.display(m)} cannot be read ({reason}): re-create the zip with "
                             f"ordinary (deflate) compression") from None
         if len(data) != m.size:
             raise DataError(f"{self.display(m)} is damaged (size mismatch): re-create the zip")
@@ -178,17 +182,19 @@ def check_zip(path: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES) -> list[zip
     """The archive's member table, after refusing unsafe archives with a DataError.
 
     Refused: members with absolute paths or '..' components (zip slip), symbolic links, a
-    declared total size above `max_total_bytes`, and members over 10 MB with a compression
-    ratio above 200 (zip bombs). Declared sizes are enforced when members are read.
+    declared total size above `max_total_bytes`, and members over 10 MB, or archives over 1 GB,
+    with a compression ratio above 200 (zip bombs). Declared sizes are enforced when members are read.
     """
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
-    except zipfile.BadZipFile as e:
-        raise DataError(f"{path} is not a valid zip file ({e}): re-create it, or point to a folder") from None
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}") from None
-    total = 0
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError, struct.error, zlib.error) as e:
+        # A damaged central directory can surface as any of these (ValueError includes bad UTF-8 names).
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise DataError(f"{path} is not a valid zip file ({reason}): re-create it, or point to a folder") from None
+    total = total_compressed = 0
     for info in infos:
         name = info.filename
         parts = name.replace("\\", "/").split("/")
@@ -200,11 +206,18 @@ def check_zip(path: Path, *, max_total_bytes: int = MAX_TOTAL_BYTES) -> list[zip
                             f"re-create it with the files themselves")
         if info.file_size > BOMB_MIN_BYTES and info.file_size > BOMB_RATIO * max(info.compress_size, 1):
             raise DataError(f"zip member {name!r} in {path.name} expands {info.file_size / max(info.compress_size, 1):,.0f}"
-                            f" times to {info.file_size / 2**20:,.0f} MB (a zip bomb?): refusing this zip")
+                            f" times to {info.file_size / 2**20:,.0f} MB (a zip bomb?): refusing this zip; "
+                            f"re-create it from the image files themselves")
         total += info.file_size
+        total_compressed += info.compress_size
     if total > max_total_bytes:
         raise DataError(f"{path.name} declares {total / 1e9:,.1f} GB of uncompressed data, more than the "
                         f"{max_total_bytes / 1e9:,.0f} GB allowed: use a smaller archive or an extracted folder")
+    if total > BOMB_TOTAL_MIN_BYTES and total > BOMB_RATIO * max(total_compressed, 1):
+        # Many members each under BOMB_MIN_BYTES: images are compressed already, real archives never do this.
+        raise DataError(f"{path.name} expands {total / max(total_compressed, 1):,.0f} times to "
+                        f"{total / 2**20:,.0f} MB over {len(infos):,} members (a zip bomb?): refusing this zip; "
+                        f"re-create it from the image files themselves")
     return infos
 
 

@@ -14,9 +14,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cvdemo import limits
 from cvdemo.errors import DataError
 
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = limits.DEFAULT_MAX_PIXELS  # the default; $CVDEMO_MAX_PIXELS changes it (see cvdemo.limits)
 
 # Header modes that hold no colour: such images decode to one channel.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
@@ -30,20 +31,22 @@ _OPEN_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError
                 MemoryError, Image.DecompressionBombError)
 
 
-def decode_image(data: bytes, name: str, *, mode: str = "RGB", max_pixels: int = MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, name: str, *, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:
     """Decode image file bytes into an upright PIL image in `mode` ("RGB" or "L"), 8 bits per channel.
 
     `name` is only used in error messages. Raises DataError when the bytes are not a readable
     image (empty, truncated, not an image at all) or when width*height exceeds `max_pixels`,
-    checked from the header before any pixel is decoded.
+    checked from the header before any pixel is decoded (None: `limits.max_pixels()`).
     """
     if mode not in ("RGB", "L"):
         raise ValueError(f"mode must be 'RGB' or 'L', got {mode!r}")
     return finish_decode(open_header(data, name, max_pixels=max_pixels), name, mode)
 
 
-def open_header(data: bytes, name: str, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_header(data: bytes, name: str, *, max_pixels: int | None = None) -> Image.Image:
     """Parse only the header of an image (size, mode); DataError if unreadable or too many pixels."""
+    if max_pixels is None:
+        max_pixels = limits.max_pixels()
     if not data:
         raise DataError(f"{name} is not a readable image (the file is empty): replace or remove it")
     try:

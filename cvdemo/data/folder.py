@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cvdemo import limits
 from cvdemo.data.archive import DirReader, ZipReader
-from cvdemo.data.decode import MAX_PIXELS, finish_decode, is_gray, open_header
+from cvdemo.data.decode import finish_decode, is_gray, open_header
 from cvdemo.data.imageset import DataBundle, ImageSet, LazySource, resize_square
 from cvdemo.data.split import stratified_split, stratified_subset
 from cvdemo.errors import DataError
@@ -54,8 +55,11 @@ class Layout:
 
 def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: int,
                 limit_train: int | None, limit_test: int | None, image_size: int | None,
-                skip_bad: bool, max_pixels: int = MAX_PIXELS) -> DataBundle:
-    """Load an image folder or a .zip of one (see the module docstring for the layouts)."""
+                skip_bad: bool, max_pixels: int | None = None) -> DataBundle:
+    """Load an image folder or a .zip of one (see the module docstring for the layouts); images over
+    `max_pixels` (None: `limits.max_pixels()`) are refused."""
+    if max_pixels is None:
+        max_pixels = limits.max_pixels()
     if path.is_dir():
         reader: Any = DirReader(path)
     elif path.is_file():
@@ -104,6 +108,13 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
     channels = 1 if all(d.gray for d in decoded.values()) else 3
     sets = {split: d.to_imageset(reader, channels) for split, d in decoded.items()}
     skipped = [s for split in ("train", "val", "test") for s in decoded[split].skipped]
+    if skipped:  # skipping may have emptied a class (or everything): training on it would mislead
+        left = set(np.concatenate([d.labels for d in decoded.values()]).tolist())
+        empty = [c for i, c in enumerate(layout.classes) if i not in left]
+        if empty:
+            raise DataError(f"class {empty[0]!r} in {reader.label} has no readable images left after skipping "
+                            f"{len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} (e.g. {skipped[0]}): "
+                            f"replace those files or remove the class folder")
     return DataBundle(path.name, layout.classes, sets["train"], sets["val"], sets["test"], channels, skipped)
 
 
@@ -117,6 +128,11 @@ def find_layout(files: Sequence[str], dirs: Sequence[str], label: str) -> Layout
     for d in all_dirs:
         kids[d[:-1]].add(d[-1])
     images = [p for p in paths if p[-1].lower().endswith(IMAGE_EXTENSIONS)]
+    archives = [f for f in files if f.lower().endswith(".zip")]
+    if not images and archives:  # never opened: a zip inside a zip is not read
+        raise DataError(f"{label} holds no images, only another zip ({archives[0]}"
+                        f"{f' and {len(archives) - 1} more' if len(archives) > 1 else ''}): "
+                        f"extract it and give that zip or folder instead")
     if not images:
         raise DataError(f"no image files ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found in {label}: "
                         f"put images in one folder per class")
@@ -208,7 +224,7 @@ class Decoded:
 
 
 def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int, skip_bad: bool,
-                 max_pixels: int = MAX_PIXELS, budget: int | None = None, fast_jpeg: bool | None = None) -> Decoded:
+                 max_pixels: int | None = None, budget: int | None = None, fast_jpeg: bool | None = None) -> Decoded:
     """Read and check every file of a split, and decide how to hold it:
 
     1. all images share one (H, W), N*C*H*W <= budget and max(H, W) <= max(4*size, 512): in memory
@@ -219,6 +235,7 @@ def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int
     `fast_jpeg` decodes plain JPEGs with torchvision (None: when there are many of them).
     """
     budget = MEMORY_BUDGET if budget is None else budget
+    max_pixels = limits.max_pixels() if max_pixels is None else max_pixels
     members = [reader.member(n) for n in names]
     native_max = max(4 * size, 512)
     results = _run(reader, members, mode="native", size=size, budget=budget, native_max=native_max,

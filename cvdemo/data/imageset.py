@@ -10,15 +10,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvdemo.data.decode import MAX_PIXELS, finish_decode, open_header
+from cvdemo import limits
+from cvdemo.data.decode import finish_decode, open_header
 
 
 class LazySource:
     """Where a lazy ImageSet's files are: a reader (folder or zip), one member per image, and the
     square side every image is resized to when decoded."""
 
-    def __init__(self, reader: Any, members: Sequence[Any], size: int, max_pixels: int = MAX_PIXELS):
-        self.reader, self.members, self.size, self.max_pixels = reader, list(members), int(size), max_pixels
+    def __init__(self, reader: Any, members: Sequence[Any], size: int, max_pixels: int | None = None):
+        self.reader, self.members, self.size = reader, list(members), int(size)
+        self.max_pixels = limits.max_pixels() if max_pixels is None else max_pixels
 
     def subset(self, idx: Sequence[int]) -> LazySource:
         return LazySource(self.reader, [self.members[i] for i in idx], self.size, self.max_pixels)
