@@ -7,6 +7,7 @@ both figures and their ratio (> 1 means cvdemo is faster).
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -129,8 +130,9 @@ def bench_data(device: torch.device, batch_size: int = 256) -> dict[str, Any]:
     train = bundle.train
     n = len(train) * 20
 
-    def ours() -> None:
-        loader = make_loader(train, batch_size=batch_size, shuffle=True, augment="none")
+    def ours() -> None:  # the training loader's choice: device-resident on a GPU ("auto"), sliced on the CPU
+        loader = make_loader(train, batch_size=batch_size, shuffle=True, augment="none", resident="auto",
+                             device=device)
         for _ in range(20):
             for x, _y in loader:
                 to_model_input(x.to(device), size=32, mean=(0.5,), std=(0.25,), channels=1)
@@ -225,6 +227,255 @@ def bench_frozen_features(device: torch.device, n: int = 400, epochs: int = 10, 
             "recomputed_seconds": out["recomputed"]["seconds"], "cached_test_top1": out["cached"]["test_top1"],
             "recomputed_test_top1": out["recomputed"]["test_top1"],
             "ratio": out["recomputed"]["seconds"] / out["cached"]["seconds"]}
+
+
+def explain_subject(size: int = 224, seed: int = 0) -> tuple[nn.Module, torch.Tensor, str]:
+    """(ImageNet-pretrained EfficientNet-Lite0 in eval mode with frozen parameters, one smooth random colour
+    image as model input float (1, 3, size, size), the registry's Grad-CAM layer). Offline."""
+    import torch.nn.functional as F
+
+    from cvdemo.models import create_model, get_spec
+
+    spec = get_spec("efficientnet_lite0")
+    model = create_model(spec.name, None, pretrained=True).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(seed)
+    image = F.interpolate(torch.rand(1, 3, 14, 14, generator=g), size=size, mode="bicubic").clamp(0, 1)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return model, (image - mean) / std, spec.cam_layer
+
+
+class _Best:
+    """The shortest wall time and the shortest CPU time (all threads of this process) of a function's calls,
+    and its last result. CPU time is what the call itself consumed, so it barely moves when other programs
+    take turns on the cores; wall time is what a user waits."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.fn, self.wall, self.cpu, self.result = fn, float("inf"), float("inf"), None
+
+    def __call__(self) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.result = self.fn()
+        self.cpu = min(self.cpu, time.process_time() - cpu)
+        self.wall = min(self.wall, time.perf_counter() - wall)
+
+
+def _explain_map(model: nn.Module, x: torch.Tensor, method: str, options: dict[str, Any]) -> Any:
+    from cvdemo.explain import explain
+
+    return explain(model, x, method, **options).map
+
+
+def _relative_difference(ours: Any, ref: Any) -> float:
+    """max |ours - ref| / max |ref| of two maps of the same shape."""
+    a = torch.as_tensor(ours, dtype=torch.float64)
+    b = torch.as_tensor(ref.detach() if isinstance(ref, torch.Tensor) else ref, dtype=torch.float64)
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-30))
+
+
+def explain_vs_captum(model: nn.Module, x: torch.Tensor, *, layer: str, n_steps: int = 50,
+                      internal_batch_size: int | None = None, n_samples: int = 16, stdev: float = 0.15,
+                      window: int | None = None, stride: int | None = None, occlusion_batch: int | None = None,
+                      repeat: int = 15, budget_s: float = 8.0) -> dict[str, dict[str, Any]]:
+    """Seconds of `cvdemo.explain.explain` and of the same Captum method called directly, per method.
+
+    Both sides explain the same image, target and settings (batch sizes: ours' defaults for the device,
+    `cvdemo.explain.default_batch`, unless given), in the order ours, Captum, Captum, ours, ... up to
+    `repeat` times each or until `budget_s` seconds went into the method (at least twice each, so each
+    side runs once first and once second); the best time of each side is kept, which filters out the
+    other processes of a shared machine better than a mean. `ratio` compares
+    wall times (what a user waits), `cpu_ratio` CPU times (steadier on a busy machine). Captum gets the
+    model with frozen parameters (its fastest case) and the target; `explain` finds the predicted class
+    itself. `difference` is max |ours - Captum| /
+    max |Captum| of the two maps reduced to ours' form (None for SmoothGrad: the noise draws differ).
+    Captum's guided backpropagation rectifies nn.ReLU modules only, ours every activation module, so
+    on a ReLU6 network (EfficientNet-Lite0) the guided maps differ by design.
+    """
+    import warnings
+
+    from captum.attr import (
+        GuidedBackprop,
+        GuidedGradCam,
+        IntegratedGradients,
+        LayerAttribution,
+        LayerGradCam,
+        NoiseTunnel,
+        Occlusion,
+        Saliency,
+    )
+
+    from cvdemo.explain import default_batch, explain
+
+    model.eval()
+    with torch.no_grad():
+        target = int(model(x).argmax())
+    internal_batch_size = internal_batch_size or default_batch(x.device)
+    occlusion_batch = occlusion_batch or default_batch(x.device, occlusion=True)
+    c, h, w = x.shape[1:]
+    win = window or max(1, min(h, w) // 7)
+    step = stride or max(1, win // 2)
+    sigma = stdev * float(x.max() - x.min())  # ours' stdev is a fraction of the input range, Captum's absolute
+    module = model.get_submodule(layer)
+
+    def probabilities(z: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(model(z), dim=1)
+
+    cases: dict[str, tuple[str, dict[str, Any], Callable[[], Any]]] = {
+        "saliency": ("Saliency", {}, lambda: Saliency(model).attribute(x, target=target, abs=True).amax(1)[0]),
+        "integrated_gradients": (
+            "IntegratedGradients", {"n_steps": n_steps, "internal_batch_size": internal_batch_size},
+            lambda: IntegratedGradients(model).attribute(
+                x, baselines=0.0, target=target, n_steps=n_steps, method="gausslegendre",
+                internal_batch_size=internal_batch_size).sum(1)[0]),
+        "smoothgrad": (
+            "NoiseTunnel(Saliency)", {"n_samples": n_samples, "stdev": stdev,
+                                      "internal_batch_size": internal_batch_size},
+            lambda: NoiseTunnel(Saliency(model)).attribute(
+                x, nt_type="smoothgrad", nt_samples=n_samples, nt_samples_batch_size=internal_batch_size, stdevs=sigma,
+                target=target, abs=True).amax(1)[0]),
+        "occlusion": (
+            "Occlusion", {"window": win, "stride": step, "internal_batch_size": occlusion_batch},
+            lambda: Occlusion(probabilities).attribute(
+                x, sliding_window_shapes=(c, win, win), strides=(c, step, step), baselines=0.0, target=target,
+                perturbations_per_eval=occlusion_batch)[0, 0]),
+        "guided_backprop": ("GuidedBackprop", {},
+                            lambda: GuidedBackprop(model).attribute(x, target=target).abs().amax(1)[0]),
+        "gradcam": ("LayerGradCam", {"layer": layer}, lambda: LayerAttribution.interpolate(
+            LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True), (h, w),
+            "bilinear")[0, 0]),
+        "guided_gradcam": ("GuidedGradCam", {"layer": layer}, lambda: GuidedGradCam(model, module).attribute(
+            x, target=target, interpolate_mode="bilinear").abs().amax(1)[0]),
+    }
+    results: dict[str, dict[str, Any]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Captum warns about the hooks it sets and the grads it enables
+        explain(model, x, "saliency")  # warm-up: thread pool, allocator, kernels
+        cases["saliency"][2]()
+        for name, (captum_name, options, captum_fn) in cases.items():
+            ours, captum = _Best(functools.partial(_explain_map, model, x, name, options)), _Best(captum_fn)
+            started = time.perf_counter()
+            for i in range(repeat):  # ABBA..., so a burst of load elsewhere or a cold start hits both sides
+                if i >= 2 and time.perf_counter() - started > budget_s:
+                    break
+                for side in ((ours, captum) if i % 2 == 0 else (captum, ours)):
+                    side()
+            results[name] = {"captum": captum_name, "ours_s": ours.wall, "captum_s": captum.wall,
+                             "ratio": captum.wall / ours.wall, "ours_cpu_s": ours.cpu, "captum_cpu_s": captum.cpu,
+                             "cpu_ratio": captum.cpu / ours.cpu,
+                             "difference": None if name == "smoothgrad" else _relative_difference(ours.result,
+                                                                                                  captum.result)}
+    return results
+
+
+def ig_peak_memory(n_steps: int, internal_batch_size: int, size: int = 224) -> float | None:
+    """Peak resident memory (MiB) that one `explain(..., "integrated_gradients")` call adds on top of the
+    loaded model, measured in a fresh process: the kernel's high-water mark (VmHWM) is reset through
+    /proc/self/clear_refs after loading, and read after the call. None where /proc does not allow it."""
+    import json
+
+    code = (f"from cvdemo.bench import _ig_memory_child; _ig_memory_child({int(n_steps)}, "
+            f"{int(internal_batch_size)}, {int(size)})")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the memory probe failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def _proc_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def _ig_memory_child(n_steps: int, internal_batch_size: int, size: int) -> None:
+    import json
+
+    from cvdemo.explain import explain
+
+    model, x, _ = explain_subject(size)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size
+        before = _proc_kib("VmRSS")
+    except OSError:
+        print(json.dumps({"peak_mib": None}))
+        return
+    explain(model, x, "integrated_gradients", n_steps=n_steps, internal_batch_size=internal_batch_size)
+    print(json.dumps({"peak_mib": (_proc_kib("VmHWM") - before) / 1024}))
+
+
+@benchmark("explain")
+def bench_explain(device: torch.device, size: int = 224, n_steps: int = 50, repeat: int = 15) -> dict[str, Any]:
+    """Each attribution method of `explain` on one size x size image with pretrained EfficientNet-Lite0 vs
+    calling Captum directly (ratio = Captum's seconds / ours, so > 1 means ours is faster; the headline
+    `ratio` is the worst method's wall-time ratio, `cpu_ratio` the worst CPU-time ratio); occlusion with
+    ours' default number of occluded copies per forward pass vs one; integrated gradients' peak memory
+    with ours' default internal batch vs all n_steps interpolated images at once."""
+    from cvdemo.explain import default_batch, explain
+
+    model, x, layer = explain_subject(size)
+    model.to(device)
+    x = x.to(device)
+    methods = explain_vs_captum(model, x, layer=layer, n_steps=n_steps, repeat=repeat)
+    one = _Best(lambda: explain(model, x, "occlusion", internal_batch_size=1))
+    one()  # ~170 forward passes of one image: once
+    batch = default_batch(device)
+    batched_mib = ig_peak_memory(n_steps, batch, size) if device.type == "cpu" else None
+    all_mib = ig_peak_memory(n_steps, n_steps, size) if device.type == "cpu" else None
+    occlusion = methods["occlusion"]
+    return {"model": "efficientnet_lite0", "size": size, "ig_steps": n_steps, "methods": methods,
+            "occlusion_batch": default_batch(device, occlusion=True), "occlusion_batched_s": occlusion["ours_s"],
+            "occlusion_one_per_forward_s": one.wall, "occlusion_batched_ratio": one.wall / occlusion["ours_s"],
+            "occlusion_batched_cpu_ratio": one.cpu / occlusion["ours_cpu_s"],
+            "ig_batch": batch, "ig_peak_mib_batched": batched_mib, "ig_peak_mib_all_steps": all_mib,
+            "ig_memory_ratio": all_mib / batched_mib if batched_mib and all_mib else None,
+            "memory_method": "peak resident set above the loaded model, fresh process per variant (VmHWM reset)",
+            "cpu_ratio": min(m["cpu_ratio"] for m in methods.values()),
+            "ratio": min(m["ratio"] for m in methods.values())}
+
+
+def tsne_points(n: int = 5000, seed: int = 0) -> tuple[Any, Any]:
+    """(float32 (n, 64), int labels (n,)): scikit-learn's 8x8 digits and copies shifted by one pixel in
+    each direction (zero fill), n of them chosen at random without repeats. Real pixels, real classes."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images
+    variants, labels = [], []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            shifted = np.zeros_like(images)
+            ys, yd = (slice(0, 8 - dy), slice(dy, 8)) if dy >= 0 else (slice(-dy, 8), slice(0, 8 + dy))
+            xs, xd = (slice(0, 8 - dx), slice(dx, 8)) if dx >= 0 else (slice(-dx, 8), slice(0, 8 + dx))
+            shifted[:, yd, xd] = images[:, ys, xs]
+            variants.append(shifted.reshape(len(images), 64))
+            labels.append(digits.target)
+    pool, pool_labels = np.concatenate(variants), np.concatenate(labels)
+    pick = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
+    return pool[pick].astype(np.float32), pool_labels[pick]
+
+
+@benchmark("embed")
+def bench_embed(device: torch.device, n: int = 5000, threads: int = 2) -> dict[str, Any]:
+    """t-SNE of n points of 64 dimensions with `cvdemo.embed.tsne` (backend auto: openTSNE when installed,
+    Barnes-Hut below 10,000 points, after PCA to 50 dimensions) vs scikit-learn's TSNE called directly,
+    both on `threads` threads; also each picture's leave-one-out 5-NN accuracy (same quality?)."""
+    from sklearn.manifold import TSNE
+
+    from cvdemo.embed import knn_accuracy, tsne
+
+    x, labels = tsne_points(n)
+    start = time.perf_counter()
+    ours, info = tsne(x, 2, n_jobs=threads)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    ref = TSNE(n_components=2, perplexity=30.0, random_state=0, init="pca", learning_rate="auto",
+               n_jobs=threads).fit_transform(x)
+    sklearn_s = time.perf_counter() - start
+    return {"points": len(x), "dims": x.shape[1], "threads": threads, "ours_backend": info["backend"],
+            "ours_s": ours_s, "sklearn_s": sklearn_s, "ours_knn5": knn_accuracy(ours, labels),
+            "sklearn_knn5": knn_accuracy(ref, labels), "ratio": sklearn_s / ours_s}
 
 
 # The textbook script the classroom benchmark compares against: sklearn digits, LeNet, Adam 1e-3, batch 64.

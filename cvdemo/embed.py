@@ -11,9 +11,9 @@ selection is stratified with a fixed seed, so the same `limit` and `seed` pick t
 images for a fine-tuned run and for its pretrained backbone (`backbone="pretrained"`).
 
 PCA is an eigen-decomposition of the covariance (or Gram) matrix in float64, with the
-sign of each component fixed so results are reproducible. t-SNE runs scikit-learn's
-Barnes-Hut implementation by default (faster than openTSNE on 2 cores in our benchmark)
-or openTSNE when asked for.
+sign of each component fixed so results are reproducible. t-SNE runs openTSNE when it is
+installed (about twice as fast as scikit-learn on 2 cores: `cvdemo bench embed`) and
+scikit-learn's Barnes-Hut implementation otherwise, or whichever `backend=` names.
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 
     """t-SNE of float (N, D) data to float32 (N, dims), and {"backend", "perplexity"} actually used.
 
     Data with more than 50 features is first reduced to 50 PCA components. The perplexity is
-    capped at (N - 1) / 3 so small selections still work. backend "auto" = scikit-learn (the
-    faster on a 2-core laptop in our benchmark); "opentsne" needs the openTSNE package.
+    capped at (N - 1) / 3 so small selections still work. backend "auto" = openTSNE when the
+    package is installed (the faster: `cvdemo bench embed`), else scikit-learn; "opentsne" insists
+    on openTSNE. `n_jobs` threads (default: up to 2).
     """
     x = np.asarray(x, dtype=np.float32)
     n = len(x)
@@ -200,12 +201,17 @@ def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 
     if x.shape[1] > PCA_BEFORE_TSNE:
         x = pca(x, min(PCA_BEFORE_TSNE, n)).coords
     jobs = n_jobs or max(1, min(2, _cores()))
-    if backend == "opentsne":
+    OpenTSNE = None
+    if backend in ("auto", "opentsne"):
         try:
             from openTSNE import TSNE as OpenTSNE
         except ImportError:
-            raise ConfigError("the openTSNE backend needs the openTSNE package: pip install openTSNE") from None
-        method = "fft" if dims == 2 else "bh"  # openTSNE interpolates in 1-2 dimensions only
+            if backend == "opentsne":
+                raise ConfigError("the openTSNE backend needs the openTSNE package: pip install openTSNE") from None
+    if OpenTSNE is not None:
+        # Barnes-Hut below 10,000 points (openTSNE's own rule; faster there than its FFT interpolation,
+        # which is also very slow on a few dozen points) and always in 3-D, where FFT is not available.
+        method = "fft" if dims == 2 and n >= 10_000 else "bh"
         y = OpenTSNE(n_components=dims, perplexity=perplexity, random_state=seed, n_jobs=jobs,
                      negative_gradient_method=method, verbose=False).fit(x)
         return np.asarray(y, dtype=np.float32), {"backend": "opentsne", "perplexity": perplexity}

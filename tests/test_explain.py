@@ -105,7 +105,9 @@ def test_gradcam_on_the_cat_photo_points_at_the_cat_and_beats_random_maps(lite0,
 def test_an_error_mid_explanation_leaves_no_hooks_and_restores_the_model(method):
     torch.manual_seed(0)
     model = TinyNet()
-    model.features.insert(2, Bomb(at=2))  # call 1: the probability pass; call 2: inside the method
+    # The first forward pass inside the method: methods that start on the unperturbed image make it their
+    # probability pass (call 1); the others run a separate probability pass first (call 1, then 2).
+    model.features.insert(2, Bomb(at=1 if method in ex.FIRST_PASS_CLEAN else 2))
     model.train()
     model.fc.bias.requires_grad_(False)
     with pytest.raises(RuntimeError, match="boom"):
@@ -186,7 +188,9 @@ def test_batching_bounds_the_batch_size(tiny):
         assert max(sizes) <= 4 and sum(sizes) - 1 == 10  # one probability pass, then 10 interpolated images
         sizes.clear()
         ex.explain(model, x, "occlusion", window=4, stride=4, internal_batch_size=6)
-        assert sizes[-3:] == [6, 6, 4] and len(sizes) == 5  # 16 occluded copies, 6 per forward pass
+        # the unperturbed image once (probabilities and the occlusion reference), then 16 occluded copies,
+        # 6 per forward pass
+        assert sizes == [1, 6, 6, 4]
         sizes.clear()
         ex.explain(model, x, "smoothgrad", n_samples=5, internal_batch_size=2)
         assert max(sizes) <= 2
@@ -265,3 +269,15 @@ def test_overlay_blends_the_heat_map_over_the_image():
     assert grey.size == (8, 8)
     with pytest.raises(ConfigError):
         ex.overlay(image, heat, alpha=2)
+
+
+def test_faithfulness_verdict_asks_both_deletion_and_insertion():
+    def scores(deletion, insertion):
+        return ex.Faithfulness(deletion, 0.3, insertion, 0.4 if insertion is not None else None, [], None, 10)
+
+    assert scores(0.2, 0.5).verdict() == "better"
+    assert scores(0.4, 0.5).verdict() == "mixed"   # e.g. Grad-CAM on a photo the cat fills
+    assert scores(0.2, 0.3).verdict() == "mixed"
+    assert scores(0.4, 0.3).verdict() == "worse"
+    assert scores(0.2, None).verdict() == "better"  # deletion only
+    assert scores(0.2, 0.5).to_dict()["verdict"] == "better"

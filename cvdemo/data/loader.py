@@ -16,6 +16,12 @@ from cvdemo.data.imageset import ImageSet
 from cvdemo.errors import DataError
 
 AUGMENT_PRESETS: tuple[str, ...] = ("none", "standard", "rrc", "trivialaugment")
+# Presets the device-resident path applies to whole batches on the device (the others need per-sample
+# PIL-style transforms, which stream through a DataLoader).
+DEVICE_AUGMENTS: tuple[str, ...] = ("none", "standard")
+RESIDENT_MODES: tuple[str, ...] = ("auto", "on", "off")
+# "auto" keeps a data set on a GPU when it takes at most this fraction of the GPU's free memory.
+RESIDENT_MAX_FRACTION = 0.25
 
 
 def train_transform(augment: str, size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -42,29 +48,112 @@ def train_transform(augment: str, size: tuple[int, int]) -> Callable[[torch.Tens
 
 
 def make_loader(images: ImageSet, *, batch_size: int, shuffle: bool, augment: str = "none", seed: int = 0,
-                workers: int | None = None, drop_last: bool = False, pin_memory: bool = False) -> Iterable:
+                workers: int | None = None, drop_last: bool = False, pin_memory: bool = False,
+                resident: str = "off", device: torch.device | str | None = None) -> Iterable:
     """An iterable of (uint8 (B, C, H, W), int64 (B,)) batches; `len()` is the number of batches.
 
     Each pass (epoch) shuffles with torch.Generator(seed + epoch): a different order every epoch,
     the same orders for the same seed. In-memory data without augmentation is sliced straight
     from the tensor; otherwise a DataLoader applies the per-sample transform (`workers` processes;
-    default 0 for in-memory data, min(2, cores) for lazy data), each sample's augmentation seeded
-    from the same generator, so results do not depend on the number of workers.
+    default 0 for in-memory data on the CPU, min(2, cores) for lazy data, min(4, cores) when feeding a
+    GPU from pinned memory),
+    each sample's augmentation seeded from the same generator, so results do not depend on the
+    number of workers.
+
+    `resident` ("auto", "on", "off") is the device-resident path: the decoded set is kept as one
+    uint8 tensor on `device` and whole batches are cropped and flipped there (`resident_batches`),
+    so nothing crosses from the host per step. "on" always (any device, the CPU by default; presets
+    "none" and "standard" only); "auto" when `device` is a CUDA GPU, the preset allows it and the
+    set takes at most a quarter of the GPU's free memory; "off" never. It visits the same samples
+    in the same order as the other paths for the same seed; the crops and flips are drawn differently.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     transform = train_transform(augment, images.image_size() or (0, 0))
+    target = resident_device(images, augment, resident, device)
+    if target is not None:
+        return resident_batches(images, target, batch_size=batch_size, shuffle=shuffle, augment=augment,
+                                seed=seed, drop_last=drop_last, workers=workers)
     pin = bool(pin_memory and torch.cuda.is_available())
     if images.images is not None and transform is None:
         return TensorBatches(images.images, images.labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
                              drop_last=drop_last, pin_memory=pin)
-    if workers is None:
-        workers = 0 if images.images is not None else min(2, os.cpu_count() or 1)
+    if workers is None:  # on the CPU, workers would compete with training for the same cores
+        cores = os.cpu_count() or 1
+        workers = min(4, cores) if pin else 0 if images.images is not None else min(2, cores)
     sampler = SeededSampler(len(images), shuffle=shuffle, seed=seed)
     return SampleLoader(torch.utils.data.DataLoader(
         _Transformed(images, transform), batch_size=batch_size, sampler=sampler, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=pin, drop_last=drop_last,
         generator=torch.Generator().manual_seed(seed)))
+
+
+def resident_device(images: ImageSet, augment: str, resident: str,
+                    device: torch.device | str | None) -> torch.device | None:
+    """The device to keep `images` on for the device-resident path, or None for the streaming paths."""
+    if resident not in RESIDENT_MODES:
+        raise DataError(f"resident must be one of {', '.join(RESIDENT_MODES)}, not {resident!r}")
+    if resident == "off":
+        return None
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    if augment not in DEVICE_AUGMENTS:
+        if resident == "on":
+            raise DataError(f"the {augment} augmentation runs per image on the CPU, so the data cannot stay on "
+                            f"the {target.type} device: use augment {' or '.join(DEVICE_AUGMENTS)}, or resident off")
+        return None
+    if resident == "on":
+        return target
+    return target if target.type == "cuda" and resident_fits(images, target) else None
+
+
+def resident_fits(images: ImageSet, device: torch.device, fraction: float = RESIDENT_MAX_FRACTION) -> bool:
+    """True when the decoded set (uint8 pixels and int64 labels) takes at most `fraction` of the device's
+    free memory (CUDA; other devices are not measured and count as fitting)."""
+    size = images.image_size()
+    if size is None:
+        return False
+    need = len(images) * (images.channels * size[0] * size[1] + 8)
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return need <= fraction * free
+
+
+def resident_batches(images: ImageSet, device: torch.device, *, batch_size: int, shuffle: bool,
+                     augment: str = "none", seed: int = 0, drop_last: bool = False,
+                     workers: int | None = None) -> TensorBatches:
+    """TensorBatches over the whole set copied once to `device` as uint8 (a lazy set is decoded first,
+    once), augmented there batch by batch."""
+    if images.images is None:  # decode every file once, in order
+        parts = [x for x, _ in make_loader(images, batch_size=256, shuffle=False, workers=workers)]
+        pixels = torch.cat(parts) if parts else torch.zeros((0, images.channels, 1, 1), dtype=torch.uint8)
+    else:
+        pixels = images.images
+    return TensorBatches(pixels.to(device), images.labels.to(device), batch_size=batch_size, shuffle=shuffle,
+                         seed=seed, drop_last=drop_last, augment=augment)
+
+
+def pad_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """A random crop with reflect padding, then a horizontal flip, for a whole batch in one gather.
+
+    x: uint8 (or any dtype) (B, C, H, W) on any device; dy, dx: int (B,) on the same device, each
+    sample's shift in [-pad, pad] (pad < H, W); flip: bool (B,). Sample b equals torchvision's
+    RandomCrop((H, W), padding=pad, padding_mode="reflect") cropping at top = dy + pad, left = dx + pad,
+    followed by a horizontal flip where flip[b]: out[b, :, i, j] = x[b, :, r(i + dy), r(j' + dx)] with
+    j' = W - 1 - j when flipped and r reflecting at the borders without repeating the edge pixel.
+    """
+    b, c, h, w = x.shape
+    rows = _reflect(torch.arange(h, device=x.device)[None, :] + dy[:, None], h)  # (B, H)
+    cols = _reflect(torch.arange(w, device=x.device)[None, :] + dx[:, None], w)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    index = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
+    return x.reshape(b, c, h * w).gather(2, index).reshape(b, c, h, w)
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices reflected into 0..n-1 about the edge pixels (-1 -> 1, n -> n - 2), for |shift| < n."""
+    i = i.abs()
+    return torch.where(i >= n, 2 * (n - 1) - i, i)
 
 
 class SampleLoader:
@@ -80,6 +169,10 @@ class SampleLoader:
     def set_epoch(self, epoch: int) -> None:
         """The next pass shuffles and augments as epoch `epoch` (0-based) of an uninterrupted run."""
         self.loader.sampler.epoch = epoch
+
+    def shard(self, rank: int, world: int, *, pad: bool) -> None:
+        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.train.distributed)."""
+        self.loader.sampler.shard(rank, world, pad=pad)
 
     def __getattr__(self, name: str):
         if name == "loader":
@@ -109,33 +202,69 @@ class SampleLoader:
 
 
 class TensorBatches:
-    """Batches sliced from in-memory tensors, reshuffled each time it is iterated."""
+    """Batches sliced from tensors (on the CPU or on the training device), reshuffled each time it is
+    iterated; with augment="standard" each batch is randomly cropped (reflect padding of side/8) and
+    flipped where the tensors are (`pad_crop_flip`), so device-resident data never leaves the device.
+
+    The order of an epoch is torch.randperm(n) from torch.Generator(seed + epoch), the same draw as
+    the DataLoader path's sampler; the crop offsets and flips are drawn from that generator after it.
+    """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int, shuffle: bool,
-                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False):
+                 seed: int = 0, drop_last: bool = False, pin_memory: bool = False, augment: str = "none"):
+        if augment not in DEVICE_AUGMENTS:
+            raise DataError(f"batch augmentation must be one of {', '.join(DEVICE_AUGMENTS)}, not {augment!r}")
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.drop_last, self.pin_memory = drop_last, pin_memory
+        self.drop_last, self.pin_memory, self.augment = drop_last, pin_memory, augment
         self.epoch = 0
+        self.rank, self.world, self.pad = 0, 1, False
 
     def set_epoch(self, epoch: int) -> None:
         """The next pass shuffles as epoch `epoch` (0-based) of an uninterrupted run."""
         self.epoch = epoch
 
+    def shard(self, rank: int, world: int, *, pad: bool) -> None:
+        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.train.distributed)."""
+        self.rank, self.world, self.pad = rank, world, pad
+
+    def _count(self) -> int:
+        from cvdemo.train.distributed import shard_size
+
+        return shard_size(len(self.labels), self.rank, self.world, pad=self.pad)
+
     def __len__(self) -> int:
-        n = len(self.labels)
+        n = self._count()
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = None
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(len(self.labels), generator=g)
+        n = len(self.labels)
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(n, generator=g) if self.shuffle else None
+        shifts = None
+        if self.augment == "standard":
+            h, w = self.images.shape[-2:]
+            pad = min(h, w) // 8
+            shifts = torch.stack([torch.randint(-pad, pad + 1, (n,), generator=g),
+                                  torch.randint(-pad, pad + 1, (n,), generator=g),
+                                  torch.randint(0, 2, (n,), generator=g)])  # (3, n): dy, dx, flip per position
         self.epoch += 1
-        return self._batches(order)
+        if self.world > 1:
+            from cvdemo.train.distributed import shard_order
 
-    def _batches(self, order: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        n, bs = len(self.labels), self.batch_size
+            positions = shard_order(torch.arange(n), self.rank, self.world, pad=self.pad)
+            order = positions if order is None else order[positions]
+            shifts = shifts[:, positions] if shifts is not None else None
+        device = self.images.device
+        if order is not None and device.type != "cpu":
+            order = order.to(device, non_blocking=True)
+        if shifts is not None:
+            shifts = shifts.to(device, non_blocking=True)
+        return self._batches(order, shifts)
+
+    def _batches(self, order: torch.Tensor | None, shifts: torch.Tensor | None
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = (len(order) if order is not None else len(self.labels)), self.batch_size
         for i in range(len(self)):
             lo, hi = i * bs, min(n, (i + 1) * bs)
             if order is None:
@@ -143,6 +272,9 @@ class TensorBatches:
             else:
                 idx = order[lo:hi]
                 x, y = self.images[idx], self.labels[idx]
+            if shifts is not None:
+                s = shifts[:, lo:hi]
+                x = pad_crop_flip(x, s[0], s[1], s[2].bool())
             if self.pin_memory:
                 x, y = x.pin_memory(), y.pin_memory()
             yield x, y
@@ -154,15 +286,27 @@ class SeededSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, *, shuffle: bool, seed: int = 0):
         self.n, self.shuffle, self.seed = n, shuffle, seed
         self.epoch = 0
+        self.rank, self.world, self.pad = 0, 1, False
+
+    def shard(self, rank: int, world: int, *, pad: bool) -> None:
+        """Yield only rank `rank`'s share of each epoch: the pairs a single process would yield, dealt out."""
+        self.rank, self.world, self.pad = rank, world, pad
 
     def __len__(self) -> int:
-        return self.n
+        from cvdemo.train.distributed import shard_size
+
+        return shard_size(self.n, self.rank, self.world, pad=self.pad)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
+        if self.world > 1:
+            from cvdemo.train.distributed import shard_order
+
+            positions = shard_order(torch.arange(self.n), self.rank, self.world, pad=self.pad)
+            order, seeds = order[positions], seeds[positions]
         return iter(zip(order.tolist(), seeds.tolist(), strict=True))
 
 

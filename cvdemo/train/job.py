@@ -17,8 +17,9 @@ import torch
 
 from cvdemo import runs
 from cvdemo.config import RunConfig
-from cvdemo.errors import CvdemoError
+from cvdemo.errors import CheckpointError, CvdemoError
 from cvdemo.models import get_module
+from cvdemo.train import distributed
 from cvdemo.train.groups import LayerGroup, apply_freezing, group_table, optimizer_param_groups, plan_groups
 from cvdemo.train.optim import build_optimizer, build_scheduler
 from cvdemo.train.trainer import Diverged, StopTraining, Trainer, evaluate
@@ -94,6 +95,7 @@ def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
     torch.manual_seed(config.train.seed)
     spec = get_spec(config.model.name)
     image_size = config.data.image_size or spec.input_size
+    check_input_size(config, image_size)
     bundle = load_data(config)
     in_channels = bundle.channels if spec.flexible_channels and not config.model.pretrained else 3
     model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
@@ -114,6 +116,25 @@ def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
     total, trainable = count_parameters(model)
     return Setup(bundle, model, spec, image_size, in_channels, tuple(mean), tuple(std), device, total, trainable,
                  groups, config.train.channels_last)
+
+
+def check_input_size(config: RunConfig, image_size: int) -> None:
+    """ConfigError when the architecture's layers shrink `image_size` images to nothing (e.g. AlexNet at 8 px),
+    found by a forward pass on the meta device: no memory, no arithmetic."""
+    from cvdemo.errors import ConfigError
+    from cvdemo.models import create_model, get_spec
+
+    spec = get_spec(config.model.name)
+    try:
+        with torch.device("meta"), torch.no_grad():
+            model = create_model(spec.name, 2, in_channels=3, **model_kwargs(config)).eval()
+            model(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as e:
+        text = str(e).lower()
+        if "size" in text and any(w in text for w in ("too small", "greater than", "output size")):
+            raise ConfigError(f"{spec.name} cannot take {image_size}x{image_size} images (its layers shrink them "
+                              f"to nothing): use a larger --image-size, e.g. its default {spec.input_size}") from None
+        # anything else the meta device cannot run is left for the real forward pass
 
 
 class RunWriter:
@@ -273,7 +294,8 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
         val = feature_batches(setup, setup.bundle.val, head, amp, max(t.batch_size, 256), False, t.seed)
         return head, (lambda x: x.to(setup.device, non_blocking=True)), train, val
     train = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=d.augment,
-                        seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda")
+                        seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda",
+                        resident=d.device_resident, device=setup.device)
     val = make_loader(setup.bundle.val, batch_size=max(t.batch_size, 256), shuffle=False, workers=d.workers)
     model = torch.compile(setup.model) if t.compile else setup.model
     return model, setup.prepare, train, val
@@ -297,19 +319,28 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
     """
     run_dir = Path(run_dir)
     started = time.time()
-    runs.write_status(run_dir, "running", "loading data and model", pid=os.getpid())
+    # Checked before anything is written: a checkpoint that does not fit leaves the run as it was.
+    last = resumable_checkpoint(config, run_dir) if resume else None
+    try:
+        runs.write_status(run_dir, "running", "loading data and model", pid=os.getpid())
+    except OSError as e:
+        raise run_folder_error(run_dir, e) or e from None
     summary: dict[str, Any] = {"run": str(run_dir), "config": config.to_dict()}
     try:
-        last = runs.load_checkpoint(run_dir / "last.pt") if resume else None
         setup = build_setup(config, load_weights=last is None)
         if last is not None:  # before anything reads the weights (the feature cache does)
-            setup.model.load_state_dict(last["state_dict"])
+            from cvdemo.predict import load_weights
+
+            load_weights(setup.model, last["state_dict"], f"last.pt of run {run_dir.name}",
+                         f"{config.model.name} with {len(setup.bundle.classes)} classes (the run's data)")
         t = config.train
         table = group_table(setup.groups, t.lr)
         summary.update(data=setup.bundle.summary(), device=str(setup.device), image_size=setup.image_size,
                        params_total=setup.params_total, params_trainable=setup.params_trainable, groups=table)
         amp = amp_dtype(t.precision, setup.device)
         model, prepare, train_loader, val_loader = training_inputs(config, setup, run_dir, amp)
+        # under torchrun: DDP, and each rank's share of the batches (a no-op in a single process)
+        model, train_loader, val_loader = distributed.prepare(model, train_loader, val_loader, setup.device)
         summary["cached_features"] = can_cache_features(config, setup)
         optimizer = build_optimizer(optimizer_param_groups(setup.groups, t.lr, t.weight_decay,
                                                            t.decay_norm_bias), t)
@@ -318,8 +349,13 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         history: list[dict[str, Any]] = []
         start_epoch = step = 0
         if last is not None:
-            optimizer.load_state_dict(last["optimizer"])
-            scheduler.load_state_dict(last["scheduler"])
+            try:
+                optimizer.load_state_dict(last["optimizer"])
+                scheduler.load_state_dict(last["scheduler"])
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+                raise CheckpointError(f"the optimizer state in last.pt of run {run_dir.name} does not match the "
+                                      f"run's settings ({str(e).splitlines()[0][:100]}): restore its config.json, "
+                                      f"or start a new run") from None
             start_epoch, step = last["epoch"], last["step"]
             kept = [m for m in runs.read_metrics(run_dir) if m.get("kind") in ("epoch", "step")
                     and m["epoch"] <= start_epoch]
@@ -329,7 +365,9 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
                           start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
                           accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
-                          amp_dtype=amp, callbacks=[RunWriter(run_dir, config, setup, history), CancelOnSignal(),
+                          amp_dtype=amp, callbacks=[*([RunWriter(run_dir, config, setup, history)]
+                                                      if distributed.is_main() else []),  # torchrun: rank 0 writes
+                                                    CancelOnSignal(),
                                      *([EarlyStopping(t.best_metric, t.early_stop, history)] if t.early_stop else []),
                                      *(callbacks or [])])
         if last is not None and last.get("scaler") and trainer.scaler is not None:
@@ -353,6 +391,21 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         state, message = "failed", str(e)
         _finish(run_dir, summary, state, message, started)
         raise
+    except torch.OutOfMemoryError:
+        t = config.train
+        error = CvdemoError(f"the GPU ran out of memory training "
+                            f"{config.model.name} at batch size {t.batch_size}: try --batch-size "
+                            f"{max(1, t.batch_size // 2)} (or --accumulate 2 to keep the effective batch), "
+                            f"or a smaller --image-size")
+        _finish(run_dir, summary, "failed", str(error), started)
+        raise error from None
+    except OSError as e:
+        error = run_folder_error(run_dir, e)
+        if error is None:  # not the run folder: a bug, with its traceback
+            _finish(run_dir, summary, "failed", f"internal error: {type(e).__name__}: {e}", started)
+            raise
+        _finish(run_dir, summary, "failed", str(error), started)
+        raise error from None
     except Exception as e:
         state, message = "failed", f"internal error: {type(e).__name__}: {e}"
         _finish(run_dir, summary, state, message, started)
@@ -360,11 +413,59 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
     return _finish(run_dir, summary, state, message, started)
 
 
+def resumable_checkpoint(config: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """last.pt of a run to resume, after checking that it was saved by this run's architecture and holds
+    the training state (CheckpointError, one sentence, if not)."""
+    from cvdemo.predict import check_checkpoint_meta
+
+    last = runs.load_checkpoint(run_dir / "last.pt")
+    check_checkpoint_meta(last, f"{run_dir.name}/last.pt")
+    if last["model"] != config.model.name or last.get("model_kwargs", {}) != model_kwargs(config):
+        raise CheckpointError(f"last.pt of run {run_dir.name} was saved by {last['model']}, but the run's "
+                              f"config.json now asks for {config.model.name}{' with other options' if last['model'] == config.model.name else ''}: "
+                              f"restore config.json, or start a new run")
+    for key in ("epoch", "step"):
+        if isinstance(last.get(key), bool) or not isinstance(last.get(key), int) or last[key] < 0:
+            raise CheckpointError(f"last.pt of run {run_dir.name} has no training position ('{key}') to resume "
+                                  f"from; it was not written by cvdemo or was edited: start a new run")
+    if not isinstance(last.get("optimizer"), dict) or "scheduler" not in last:
+        raise CheckpointError(f"last.pt of run {run_dir.name} holds no optimizer state to resume from: "
+                              f"start a new run")
+    return last
+
+
+def run_folder_error(run_dir: Path, e: OSError) -> CvdemoError | None:
+    """An OSError met while writing the run folder as one sentence (None when it is about something else):
+    the folder deleted or made read-only while in use, or the disk full."""
+    import errno
+
+    inside = any(f is not None and str(run_dir) in str(f) for f in (e.filename, getattr(e, "filename2", None)))
+    reason = e.strerror or str(e) or type(e).__name__
+    if not run_dir.is_dir():
+        return CvdemoError(f"the run folder {run_dir} was deleted while the run was using it: "
+                           f"start a new run")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CvdemoError(f"the disk holding {run_dir} is full ({reason}): free some space, then resume the run "
+                           f"(last.pt keeps its last finished epoch)")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and inside:
+        return CvdemoError(f"the run folder {run_dir} cannot be written ({reason}): make it writable, then "
+                           f"resume the run")
+    if inside:
+        return CvdemoError(f"cannot write to the run folder {run_dir} ({reason}): check the disk, then resume "
+                           f"the run")
+    return None
+
+
 def _finish(run_dir: Path, summary: dict[str, Any], state: str, message: str, started: float) -> dict[str, Any]:
+    """Record how the run ended; a run folder that cannot be written (deleted, read-only, full) is left as is."""
     summary.update(status=state, message=message, seconds=time.time() - started,
                    epochs=sum(1 for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"))
-    runs.write_json(run_dir / "summary.json", summary)
-    runs.write_status(run_dir, state, message)
+    try:
+        runs.write_json(run_dir / "summary.json", summary)
+        runs.write_status(run_dir, state, message)
+    except OSError as e:
+        if state != "failed":  # the run went well but its result cannot be kept: say so
+            raise run_folder_error(run_dir, e) or e from None
     return summary
 
 
@@ -372,6 +473,9 @@ def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None) -> di
     """Load best.pt into the model and measure it on the test split (never seen during training)."""
     from cvdemo.data import make_loader
 
+    if not distributed.is_main():  # under torchrun only rank 0 has best.pt and tests; the others report nothing
+        return {"loss": float("nan"), "top1": float("nan"), "top2": float("nan"), "top5": float("nan"),
+                "macro_f1": float("nan"), "n": 0}
     best = runs.load_checkpoint(run_dir / "best.pt")
     setup.model.load_state_dict(best["state_dict"])
     loader = make_loader(setup.bundle.test, batch_size=256, shuffle=False)

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvdemo.train import distributed
+
 # Cross-entropy this large means the logits have blown up even if still finite
 # (e.g. Adam at lr=1e3): the run cannot recover, so call it diverged.
 DIVERGED_LOSS = 1e4
@@ -64,14 +66,19 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor], torch.Tensor],
-             device: torch.device, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Mean cross-entropy, top-1/2/5 accuracy and macro-F1 (fractions in [0, 1]) over (uint8 images, labels)."""
+             device: torch.device, amp_dtype: torch.dtype | None = None, reduce: bool = False) -> dict[str, float]:
+    """Mean cross-entropy, top-1/2/5 accuracy and macro-F1 (fractions in [0, 1]) over (uint8 images, labels).
+
+    `reduce=True` under torchrun: the loader yields this rank's share, and the sums and counts of all
+    ranks are added up before dividing (every rank gets the same result).
+    """
+    model = distributed.unwrap(model)  # no DDP collectives while ranks see different numbers of batches
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros(3, device=device)
     confusion = None
-    n = 0
+    n = k = 0
     for images, labels in loader:
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -84,6 +91,14 @@ def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor
         confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
         n += labels.numel()
     model.train(was_training)
+    if reduce and distributed.active():
+        k = distributed.max_int(k, device)  # a rank whose share was empty learns the class count
+        if confusion is None and k:
+            confusion = torch.zeros(k * k, device=device, dtype=torch.long)
+        totals = distributed.reduce_tensor_(torch.cat([loss_sum.view(1), correct, loss_sum.new_tensor([n])]).double())
+        loss_sum, correct, n = totals[0], totals[1:4], int(totals[4].item())
+        if confusion is not None:
+            distributed.reduce_tensor_(confusion)
     if n == 0:
         nan = float("nan")
         return {"loss": nan, "top1": nan, "top2": nan, "top5": nan, "macro_f1": nan, "n": 0}
@@ -177,7 +192,8 @@ class Trainer:
                 self.emit("on_epoch_start", self.epoch)
                 record = {"kind": "epoch", "epoch": self.epoch + 1, **self.train_one_epoch()}
                 if self.val_loader is not None:
-                    val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype)
+                    val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype,
+                                   reduce=True)
                     record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
                 self.history.append(record)
                 self.epoch += 1
@@ -239,8 +255,13 @@ class Trainer:
             self.emit("on_batch_end", BatchInfo(self.epoch, i, batches, self.step, loss_value,
                                                 self.optimizer.param_groups[-1]["lr"], labels.numel()))
         seconds = time.perf_counter() - start
-        return {"train_loss": loss_sum.item() / max(seen, 1), "train_top1": correct.item() / max(seen, 1),
-                "lr": lr_start, "images_per_s": seen / max(seconds, 1e-9), "seconds": seconds}
+        # One host sync per epoch; under torchrun the sums of all ranks (each saw its share of the epoch).
+        loss_total, correct_total, seen_total = distributed.reduce_sums([loss_sum, correct, seen], self.device)
+        record = {"train_loss": loss_total / max(seen_total, 1), "train_top1": correct_total / max(seen_total, 1),
+                  "lr": lr_start, "images_per_s": seen_total / max(seconds, 1e-9), "seconds": seconds}
+        if distributed.active():
+            record["rank_samples"] = distributed.per_rank(seen, self.device)
+        return record
 
 
 def set_loader_epoch(loader: Any, epoch: int) -> None:

@@ -1,0 +1,58 @@
+"""`cvdemo bench` explain and embed: what they measure is right (no timings are asserted; speed is the
+benchmark's business, these tests check that its figures are figures of the same work)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cvdemo import bench
+
+
+class TinyNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                                      nn.ReLU())
+        self.fc = nn.Linear(16, 5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def test_explain_benchmark_times_every_method_against_captum_on_the_same_maps():
+    torch.manual_seed(0)
+    model = TinyNet().eval().requires_grad_(False)
+    x = torch.randn(1, 3, 16, 16)
+    results = bench.explain_vs_captum(model, x, layer="features.2", n_steps=6, internal_batch_size=4,
+                                      n_samples=4, window=4, stride=2, occlusion_batch=8, repeat=2)
+    assert set(results) == {"saliency", "integrated_gradients", "smoothgrad", "occlusion", "guided_backprop",
+                            "gradcam", "guided_gradcam"}
+    for name, r in results.items():
+        assert r["ours_s"] > 0 and r["captum_s"] > 0 and math.isclose(r["ratio"], r["captum_s"] / r["ours_s"])
+        if name == "smoothgrad":
+            assert r["difference"] is None  # different noise draws: no map to compare
+        else:  # a ReLU network, so Captum's guided backpropagation applies too: every map is the same
+            assert r["difference"] < 1e-4, (name, r["difference"])
+
+
+def test_integrated_gradients_memory_probe_sees_batching():
+    if not bench.Path("/proc/self/clear_refs").exists():
+        pytest.skip("needs Linux's /proc to reset the peak resident size")
+    batched = bench.ig_peak_memory(n_steps=16, internal_batch_size=2, size=96)
+    at_once = bench.ig_peak_memory(n_steps=16, internal_batch_size=16, size=96)
+    assert batched is not None and at_once is not None
+    assert at_once > 2 * batched > 0, (batched, at_once)
+
+
+def test_embed_benchmark_compares_the_chosen_tsne_with_scikit_learn():
+    pytest.importorskip("openTSNE")
+    x, labels = bench.tsne_points(5000)
+    assert x.shape == (5000, 64) and x.dtype.name == "float32" and set(labels.tolist()) == set(range(10))
+    r = bench.bench_embed(torch.device("cpu"), n=300)
+    assert r["points"] == 300 and r["ours_backend"] == "opentsne"
+    assert r["ours_s"] > 0 and r["sklearn_s"] > 0 and math.isclose(r["ratio"], r["sklearn_s"] / r["ours_s"])
+    # Both pictures keep the classes apart about as well (on 300 shifted digits even the raw pixels'
+    # 5-NN accuracy is only ~0.7): the faster backend does not buy speed with a worse picture.
+    assert r["sklearn_knn5"] > 0.5 and r["ours_knn5"] > r["sklearn_knn5"] - 0.05
