@@ -152,8 +152,14 @@ def base_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from cvdemo import runs
     from cvdemo.config import RunConfig
+    from cvdemo.train import distributed
     from cvdemo.train.job import run_training
 
+    launch = distributed.from_env()  # None unless torchrun started several ranks
+    if launch is not None and (args.resume or args.run_dir):
+        raise CvdemoError("under torchrun a run starts fresh: --resume and --run-dir need a single process "
+                          "(resume with plain `cvdemo train --resume RUN`)")
+    main_rank = launch is None or launch.is_main
     resume = False
     if args.resume:
         run_dir = runs.resolve_run(args.resume, args.out)
@@ -167,6 +173,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.run_dir:  # a run folder prepared by runs.create_run (the app launches training this way)
         run_dir = Path(args.run_dir)
         config = RunConfig.from_json_file(run_dir / "config.json")
+        try:
+            slot = runs.wait_for_slot(run_dir)  # noqa: F841 (held open while training: CVDEMO_MAX_RUNNING)
+        except runs.CancelledWhileQueued as e:
+            print(f"cvdemo train: {e}", file=sys.stderr)
+            return 0
     else:
         base, recipe = base_config(args)
         config = config_from_args(args, base)
@@ -177,10 +188,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"learning-rate finder suggests {found.suggested_lr:.3g} "
                   f"(minimum/10 rule: {found.min_div10_lr:.3g})", file=sys.stderr)
             config = config.replace(train={"lr": found.suggested_lr})
-        run_dir = runs.create_run(args.out or runs.default_root(), config)
+        run_dir = runs.create_run(args.out or runs.default_root(), config) if main_rank else None
     from cvdemo.train.groups import format_group_table
 
-    summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir)], resume=resume)
+    if launch is not None:
+        distributed.check_config(config)
+    with distributed.process_group(launch, config.train.device):
+        if not main_rank:  # rank 0 writes the run and speaks; this rank trains its share in silence
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix=f"cvdemo-rank{launch.rank}-") as scratch:
+                run_training(config, runs.create_run(scratch, config))
+            return 0
+        summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir)], resume=resume)
     if summary.get("groups") and (config.train.lr_decay or config.train.group_lr_mult
                                   or config.model.freeze != "none"):
         print(format_group_table(summary["groups"]), file=sys.stderr)
@@ -272,8 +292,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in names:
         print(f"benchmark {name} on {device} ...", file=sys.stderr)
         results[name] = bench.run([name], device)[name]
-        print("  " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in results[name].items()), file=sys.stderr)
+        print("  " + ", ".join(f"{k}={_figure(v)}" for k, v in _flat(results[name]).items()), file=sys.stderr)
     import platform
 
     payload = {"device": str(device), "cpu": platform.processor() or platform.machine(), "threads":
@@ -281,6 +300,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     human = "\n".join(f"{n:<18} ratio {r['ratio']:.2f}" for n, r in results.items())
     _emit(args, payload, human)
     return 0
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level with dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _figure(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def torch_threads() -> int:
@@ -321,8 +355,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         images = items
     else:
         if len(items) < 2:
-            raise CvdemoError("give a run and at least one image, or --model NAME --pretrained and images")
-        classifier = Classifier.from_run(runs.resolve_run(items[0]))
+            raise CvdemoError("give a run (or an exported model) and at least one image, "
+                              "or --model NAME --pretrained and images")
+        from cvdemo.export import ExportedClassifier, is_export
+
+        classifier = (ExportedClassifier.load(items[0]) if is_export(items[0])
+                      else Classifier.from_run(runs.resolve_run(items[0])))
         images = items[1:]
     if args.topk < 1:
         raise CvdemoError(f"--topk must be at least 1, got {args.topk}")
@@ -397,8 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("runs", "list runs with their status and best metrics")
     p.add_argument("--root", help="runs folder (default ./runs or $CVDEMO_RUNS)")
 
-    p = command("predict", "top-k classes for images, from a run or a pretrained network")
-    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE", help="RUN IMAGE... or, with --model, IMAGE...")
+    p = command("predict", "top-k classes for images, from a run, an exported model or a pretrained network")
+    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE",
+                   help="RUN IMAGE..., EXPORT IMAGE... (a model.pt from cvdemo export, or its folder) "
+                        "or, with --model, IMAGE...")
     p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
     p.add_argument("--pretrained", action="store_true")
     p.add_argument("--topk", type=int, default=5)
@@ -412,7 +452,7 @@ COMMANDS = {"models": cmd_models, "train": cmd_train, "runs": cmd_runs, "predict
             "preview-augment": cmd_preview_augment, "bench": cmd_bench}
 # Modules with more commands: each has `register(command)`, where `command(name, help)` returns a
 # subparser that already takes --json; the module sets `func=` on it with set_defaults.
-COMMAND_MODULES: tuple[str, ...] = ("cvdemo.cli_analysis",)
+COMMAND_MODULES: tuple[str, ...] = ("cvdemo.cli_analysis", "cvdemo.cli_report")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -279,3 +279,61 @@ def feature_maps_plot(maps: Any, path: str | Path, title: str, image: Any = None
     fig.suptitle(f"{title}\neach map on its own scale (dark = low, bright = high); mean activation in the title",
                  fontsize=9)
     return save(fig, path)
+
+
+# -- training curves (cvdemo.report) ---------------------------------------------------------------
+
+def _plain(text: str) -> str:
+    """Text that matplotlib draws as written: a pair of $ would otherwise start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def curves_plot(metrics_by_run: dict[str, list[dict[str, Any]]], path: str | Path, title: str | None = None) -> Path:
+    """Loss and top-1 accuracy against epoch from metrics.jsonl records, side by side.
+
+    Training loss comes from the step records (several points per epoch) when a run logged them,
+    else from the epoch records; validation values and training accuracy from the epoch records.
+    One run: training and validation in two colours. Several: one colour per run, validation dashed.
+    """
+    plt = _pyplot()
+    several = len(metrics_by_run) > 1
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    cmap = plt.get_cmap("tab10")
+    for i, (run, records) in enumerate(metrics_by_run.items()):
+        epochs = [m for m in records if m.get("kind") == "epoch"]
+        steps = [m for m in records if m.get("kind") == "step" and m.get("loss") is not None]
+        train_loss = ([(m["epoch"], m["loss"]) for m in steps] if steps else
+                      [(m["epoch"], m["train_loss"]) for m in epochs if m.get("train_loss") is not None])
+        series = {
+            (loss_ax, "train"): train_loss,
+            (loss_ax, "validation"): [(m["epoch"], m["val_loss"]) for m in epochs if m.get("val_loss") is not None],
+            (acc_ax, "train"): [(m["epoch"], m["train_top1"]) for m in epochs if m.get("train_top1") is not None],
+            (acc_ax, "validation"): [(m["epoch"], m["val_top1"]) for m in epochs if m.get("val_top1") is not None],
+        }
+        for (ax, split), points in series.items():
+            if not points:
+                continue
+            xs, ys = zip(*points)
+            colour = cmap(i % 10) if several else ("#2563eb" if split == "train" else "#ea580c")
+            label = f"{_plain(run)}, {split}" if several else split
+            marker = "o" if len(points) <= 30 and not (ax is loss_ax and split == "train" and steps) else None
+            ax.plot(xs, ys, color=colour, ls="--" if (several and split == "validation") else "-", lw=2,
+                    marker=marker, ms=4, label=label)
+    for ax, name in ((loss_ax, "loss (cross-entropy)"), (acc_ax, "top-1 accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8, loc="best")
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    acc_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss_ax.set_title("Loss")
+    acc_ax.set_title("Top-1 accuracy")
+    if title:
+        fig.suptitle(_plain(title))
+    fig.tight_layout()
+    return save(fig, path)

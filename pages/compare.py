@@ -41,6 +41,23 @@ if chosen:
         ui.draw_curve(frame, "loss", by_run=True, height=300)
     st.caption("Solid lines: training; dashed: validation. Test accuracy is measured once, at the end, "
                "on images no run ever trained or chose a checkpoint on.")
+    picked = [by_id[i] for i in chosen]
+    covers = ui.report_key(picked)
+    stored = st.session_state.get(ui.KEY_REPORT)
+    if st.button("Make a report of these runs", icon=":material/description:", key=ui.KEY_REPORT_BUILD,
+                 help="one HTML file with the settings, curves, metrics, confusion matrices, mistakes, "
+                      "embeddings and explanations; it opens offline and prints"):
+        try:
+            with st.spinner("Evaluating the runs and drawing the figures…"):
+                stored = {"runs": covers, "html": ui.build_report(picked)}
+        except CvdemoError as e:
+            ui.show_error(e)
+        else:
+            st.session_state[ui.KEY_REPORT] = stored
+    if stored and stored["runs"] == covers:
+        st.download_button("Download the report (HTML)", stored["html"], file_name="cvdemo-report.html",
+                           mime="text/html", icon=":material/download:", key=ui.KEY_REPORT_DOWNLOAD)
+        st.caption(f"{len(stored['html']) / 2**20:.1f} MB, self-contained: the same file `cvdemo report` writes.")
 else:
     st.caption("Choose runs above to see their curves side by side.")
 

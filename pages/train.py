@@ -19,6 +19,9 @@ st.title("Train")
 st.caption("Set up a run and press **Start training**. It trains in the background: switch pages, close the tab "
            "or start more runs while the curves on the right grow epoch by epoch.")
 
+link_warning = ui.settings_from_url(list_models())  # a shared link's settings fill the form
+if link_warning:
+    st.warning(link_warning, icon=":material/link_off:")
 config = ui.draft()
 choices = {"data": {"source": list(dict.fromkeys([config["data"]["source"], *SOURCES]))},
            "model": {"name": list_models(), "freeze": list(ui.freeze_choices(config["model"]["name"]))}}
@@ -33,7 +36,16 @@ with form_col:
                                                    primary=PRIMARY.get(info.name, ()), choices=choices.get(info.name))
             else:
                 raw[info.name] = ui.field_widget("", info, config.get(info.name, info.default))
-        submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:", key=ui.KEY_TRAIN_START)
+        start_col, share_col = st.columns(2)
+        submitted = start_col.form_submit_button("Start training", type="primary", icon=":material/play_arrow:",
+                                                 key=ui.KEY_TRAIN_START)
+        shared = share_col.form_submit_button("Update the link", icon=":material/link:", key=ui.KEY_TRAIN_SHARE,
+                                              help="put these settings in the address bar without training")
+    if shared:
+        try:
+            st.session_state[ui.KEY_DRAFT] = RunConfig.from_dict(raw).to_dict()
+        except CvdemoError as e:
+            ui.show_error(e)
     if submitted:
         try:
             run_config = RunConfig.from_dict(raw)
@@ -45,6 +57,25 @@ with form_col:
             st.session_state[ui.KEY_WATCH_RUN] = run_dir.name
             st.success(f"Started run {run_dir.name}.", icon=":material/rocket_launch:")
     st.caption("Data and model can also be chosen, with previews, on the Data and Model pages.")
+    link = ui.settings_to_url(st.session_state[ui.KEY_DRAFT])
+    with st.expander("Share these settings", icon=":material/share:"):
+        st.caption("The address bar holds every setting that differs from the defaults (it changes when you "
+                   "press Start training or Update the link): hand the link to someone and their Train page "
+                   "opens with these settings.")
+        st.code(ui.share_link(link), language=None, wrap_lines=True)
+        st.download_button("Download these settings (JSON)", ui.settings_json(st.session_state[ui.KEY_DRAFT]),
+                           file_name="cvdemo-settings.json", mime="application/json", icon=":material/download:",
+                           key=ui.KEY_CONFIG_DOWNLOAD)
+        upload = st.file_uploader("Load settings from a file (a run's config.json works too)", type=["json"],
+                                  key=ui.KEY_CONFIG_UPLOAD)
+        if upload is not None and st.session_state.get(ui.KEY_CONFIG_UPLOADED) != upload.file_id:
+            st.session_state[ui.KEY_CONFIG_UPLOADED] = upload.file_id
+            try:
+                ui.set_draft(ui.settings_from_file(upload.name, upload.getvalue()))
+            except CvdemoError as e:
+                ui.show_error(e)
+            else:
+                st.rerun()
 
 busy = any(r.state in ACTIVE for r in runs.list_runs(ui.runs_root()))
 

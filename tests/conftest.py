@@ -32,3 +32,29 @@ def cat_png(tmp_path_factory):
     path = tmp_path_factory.mktemp("images") / "chelsea.png"
     Image.fromarray(data.chelsea()).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def odd_names_run(tmp_path_factory):
+    """A LeNet trained for two epochs on three digit classes stored as image folders whose names are HTML."""
+    import numpy as np
+    from helpers import ODD_CLASSES, ODD_RUN_NAME
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from cvdemo import runs
+    from cvdemo.config import RunConfig
+    from cvdemo.train.job import run_training
+
+    digits = load_digits()
+    folder = tmp_path_factory.mktemp("odd-data") / "images"
+    for label, name in enumerate(ODD_CLASSES):
+        (folder / name).mkdir(parents=True)
+        for i, image in enumerate(digits.images[digits.target == label][:40]):
+            Image.fromarray((image * 255 / 16).astype(np.uint8), "L").save(folder / name / f"{i}.png")
+    root = tmp_path_factory.mktemp("odd-runs")
+    cfg = RunConfig().replace(data={"source": str(folder)}, train={"epochs": 2}, name=ODD_RUN_NAME)
+    run_dir = runs.create_run(root, cfg)
+    summary = run_training(cfg, run_dir)
+    assert summary["status"] == "completed", summary
+    return run_dir
