@@ -9,7 +9,9 @@ pages = {
     "Prepare": [st.Page("pages/data.py", title="Data", icon=":material/photo_library:"),
                 st.Page("pages/model.py", title="Model", icon=":material/account_tree:")],
     "Learn": [st.Page("pages/train.py", title="Train", icon=":material/monitoring:")],
-    # "Understand": Evaluate, Embeddings and Explain go here when their core lands.
+    "Understand": [st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:"),
+                   st.Page("pages/embeddings.py", title="Embeddings", icon=":material/scatter_plot:"),
+                   st.Page("pages/explain.py", title="Explain", icon=":material/visibility:")],
     "Use": [st.Page("pages/compare.py", title="Runs", icon=":material/table_view:"),
             st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
 }

@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from cvdemo import runs
+from cvdemo import limits, runs
 from cvdemo.config import RunConfig, field_infos
 from cvdemo.errors import CvdemoError
 
@@ -57,8 +57,8 @@ KEY_CLASSIFY_TOPK = "classify_topk"
 KEY_CLASSIFY_CSV = "classify_csv"
 
 UPLOADS = "uploads"                    # folder under the runs root for uploaded data (never a run)
-MAX_ZIP_MB = 200
-MAX_IMAGE_MB = 20
+MAX_ZIP_MB = limits.max_zip_mb()        # $CVDEMO_MAX_ZIP_MB (see cvdemo/limits.py)
+MAX_IMAGE_MB = limits.max_image_mb()    # $CVDEMO_MAX_IMAGE_MB
 PRETRAINED = "pretrained:efficientnet_lite0"
 
 # Material icons ship with Streamlit, so they show on a laptop with no emoji font too.
@@ -561,3 +561,304 @@ def config_section(section: str, cls: type, values: dict, *, primary: tuple[str,
                     out[info.name] = field_widget(section, info, values.get(info.name, info.default),
                                                   choices.get(info.name))
     return out
+
+
+# -- the Understand pages: Evaluate, Embeddings, Explain ------------------------------------------
+
+KEY_EVAL_RUN = "eval_run"
+KEY_EVAL_SPLIT = "eval_split"
+KEY_EVAL_MATRIX = "eval_matrix:"       # + run id + ":" + split: the confusion-matrix chart (its state = clicked cell)
+KEY_EMBED_RUN = "embed_run"
+KEY_EMBED_METHOD = "embed_method"
+KEY_EMBED_DIMS = "embed_dims"
+KEY_EMBED_LAYER = "embed_layer"
+KEY_EMBED_LIMIT = "embed_limit"
+KEY_EMBED_SCATTER = "embed_scatter:"   # + the picture's settings: the 2-D scatter (its state = the box drawn)
+KEY_EXPLAIN_WITH = "explain_with"
+KEY_EXPLAIN_INPUT = "explain_input"
+KEY_EXPLAIN_UPLOAD = "explain_upload"
+KEY_EXPLAIN_CAMERA = "explain_camera"
+KEY_EXPLAIN_PICK = "explain_pick"
+KEY_EXPLAIN_TARGET = "explain_target"
+KEY_EXPLAIN_METHODS = "explain_methods"
+KEY_EXPLAIN_ALPHA = "explain_alpha"
+KEY_EXPLAIN_MAPS_LAYER = "explain_maps_layer"
+
+SELECT_CELL = "cell"                   # names of the chart selections the pages read back
+SELECT_BOX = "box"
+# The Explain page's deletion and insertion checks: 10 steps and 2 random maps keep them to ~60 forward
+# passes a map on a laptop.
+FAITHFULNESS = {"steps": 10, "insertion": True, "random_maps": 2}
+
+
+def trained_runs() -> list[runs.RunInfo]:
+    """Runs with a checkpoint to analyse (finished, or past their first epoch), newest first."""
+    return [r for r in runs.list_runs(runs_root())
+            if (r.path / "best.pt").is_file() or (r.path / "last.pt").is_file()]
+
+
+def no_trained_runs() -> None:
+    st.info("No trained run yet. Press **Start** on the *Digits with LeNet* lesson on Home (it trains in under a "
+            "minute), or set up a run on Train; it shows up here once it has finished an epoch.",
+            icon=":material/info:")
+
+
+def run_picker(found: list[runs.RunInfo], key: str, label: str = "Run") -> runs.RunInfo:
+    """A selectbox of runs (the newest completed one first time round); returns the chosen run."""
+    by_id = {r.id: r for r in found}
+    if st.session_state.get(key) not in by_id:
+        done = [r for r in found if r.state == "completed"]
+        st.session_state[key] = (done or found)[0].id
+
+    def name(run_id: str) -> str:
+        r = by_id[run_id]
+        score = f"test top-1 {r.test_top1:.1%}" if r.test_top1 is not None else r.state
+        return f"{run_label(r)} · {score}"
+
+    return by_id[st.selectbox(label, list(by_id), format_func=name, key=key)]
+
+
+def checkpoint_stamp(run_dir: Path) -> float:
+    """Modification time of the checkpoint an analysis reads (best.pt, else last.pt): names its weights in caches."""
+    for name in ("best.pt", "last.pt"):
+        path = Path(run_dir) / name
+        if path.is_file():
+            return path.stat().st_mtime
+    return 0.0
+
+
+def show_failure(error: Exception, doing: str) -> None:
+    """Any failure as one sentence: a CvdemoError as it is, anything else as what was being done and why."""
+    if isinstance(error, CvdemoError):
+        show_error(error)
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        show_error(CvdemoError(f"{doing} failed: {reason}"))
+
+
+@st.cache_data(max_entries=8, show_spinner="Running the network over the images…")
+def evaluation(run_dir: str, split: str, stamp: float) -> Any:
+    """cvdemo.evaluate.evaluate_run of a run on a split (stamp: its checkpoint's mtime)."""
+    from cvdemo.evaluate import evaluate_run
+
+    return evaluate_run(run_dir, split, most_wrong=24)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def split_images(run_dir: str, split: str, indices: tuple[int, ...]) -> Any:
+    """uint8 (n, C, H, W) numpy images of some samples of a run's split."""
+    from cvdemo.evaluate import sample_images
+
+    return sample_images(run_dir, split, list(indices)).numpy()
+
+
+@st.cache_data(max_entries=12, show_spinner=False)
+def embedding(run_dir: str, stamp: float, method: str, dims: int, layer: str | None, limit: int | None,
+              backbone: str = "run") -> Any:
+    """cvdemo.embed.embed_run of a run's test split (stamp: its checkpoint's mtime)."""
+    from cvdemo.embed import embed_run
+
+    return embed_run(run_dir, method=method, dims=dims, layer=layer, limit=limit, backbone=backbone)
+
+
+def enlarge(image: Any, side: int) -> Any:
+    """uint8 (C, H, W) -> (H', W') grey or (H', W', 3) colour, pixels repeated (nearest) until the long
+    side reaches about `side`: 8x8 digits stay crisp squares instead of a blur."""
+    import numpy as np
+
+    image = np.asarray(image)
+    k = max(1, round(side / max(image.shape[1:])))
+    big = image.repeat(k, axis=1).repeat(k, axis=2)
+    return big[0] if big.shape[0] == 1 else big[:3].transpose(1, 2, 0)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def thumbnails(run_dir: str, split: str, indices: tuple[int, ...], side: int = 72) -> list[str]:
+    """Small PNG data URLs of some samples of a split, for chart tooltips (a field named "image")."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    urls = []
+    for image in split_images(run_dir, split, indices):
+        buf = io.BytesIO()
+        pic = Image.fromarray(enlarge(image, side))
+        if max(pic.size) > side:
+            pic.thumbnail((side, side))
+        pic.save(buf, format="PNG", optimize=True)
+        urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return urls
+
+
+def gallery(images: Any, captions: list[str], width: int = 96) -> None:
+    """uint8 (N, C, H, W) images in wrapping rows, a caption under each; small ones enlarged (nearest)."""
+    if len(images):
+        st.image([enlarge(im, width) for im in images], caption=captions, width=width)
+
+
+def selected(event: Any, name: str) -> Any:
+    """What a chart's selection `name` holds: a list of points (point selection), {field: [lo, hi]}
+    (interval) or None when nothing is selected."""
+    try:
+        value = event["selection"][name]
+    except (KeyError, TypeError):
+        return None
+    return value or None
+
+
+@st.cache_resource
+def model_lock() -> Any:
+    """One lock for explanations: they put hooks on (and freeze) a network that all sessions share."""
+    import threading
+
+    return threading.Lock()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def explanation(_classifier: Any, key: tuple, _image: Any, method: str, target: int | None, arch: str) -> dict:
+    """A method's map for one image (`key`: network, checkpoint time, image digest name the inputs) and
+    its deletion and insertion scores against random maps as smooth as it (cvdemo.explain.faithfulness)."""
+    from cvdemo.explain import explain_image, faithfulness
+
+    with model_lock():
+        exp = explain_image(_classifier, _image, method, target, arch=arch)
+        f = faithfulness(_classifier.model, _classifier.to_input(_image), exp, **FAITHFULNESS)
+    return {"explanation": exp, "faithfulness": f}
+
+
+def conv_layers(model: Any) -> list[str]:
+    """Dotted paths of a network's convolutions, input side first (where feature maps can be read)."""
+    from torch import nn
+
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+def filters_picture(weights: Any, side: int = 40) -> Any:
+    """First-layer filters float (O, I, kh, kw) -> one image: each filter on its own scale, in colour
+    when it reads RGB, grey otherwise."""
+    import numpy as np
+
+    w = np.asarray(weights, dtype=np.float32)
+    w = w if w.shape[1] == 3 else w.mean(axis=1, keepdims=True)
+    lo = w.min(axis=(1, 2, 3), keepdims=True)
+    span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
+    pics = ((w - lo) / span * 255 + 0.5).astype(np.uint8)
+    return tile(pics, columns=int(np.ceil(np.sqrt(len(pics)))), min_side=side, gap=4)
+
+
+def feature_maps_picture(maps: Any, limit: int = 64, side: int = 56) -> Any:
+    """Activations float (C, h, w) -> one viridis image of the first `limit` channels, each scaled to its
+    own 1st-99th percentile (dark = low, bright = high)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    m = np.asarray(maps, dtype=np.float32)[:limit]
+    lo = np.percentile(m, 1, axis=(1, 2), keepdims=True)
+    hi = np.percentile(m, 99, axis=(1, 2), keepdims=True)
+    unit = ((m - lo) / np.maximum(hi - lo, 1e-6)).clip(0, 1)
+    rgb = (colormaps["viridis"](unit)[..., :3] * 255 + 0.5).astype(np.uint8)  # (C, h, w, 3)
+    return tile(rgb.transpose(0, 3, 1, 2), columns=int(np.ceil(np.sqrt(len(m)))), min_side=side, gap=4)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def feature_maps_of(_classifier: Any, key: tuple, _image: Any, layer: str | None) -> Any:
+    """cvdemo.filters.feature_maps of one image (`key` names network, checkpoint time and image): float (C, h, w)."""
+    from cvdemo.filters import feature_maps
+
+    with model_lock():
+        return feature_maps(_classifier.model, _classifier.to_input(_image), layer)[1]
+
+
+# -- shareable settings and reports --------------------------------------------------------------
+
+KEY_URL_SETTINGS = "url_settings"      # the query parameters the Train page last read from or wrote to the URL
+KEY_TRAIN_SHARE = "train_share"        # Train form: "Update the link" (keeps the form in the URL, trains nothing)
+KEY_CONFIG_DOWNLOAD = "config_download"
+KEY_CONFIG_UPLOAD = "config_upload"
+KEY_CONFIG_UPLOADED = "config_uploaded"  # file id of the settings file already applied
+KEY_REPORT_BUILD = "report_build"
+KEY_REPORT = "report_html"             # {"runs": the run ids and checkpoint times it covers, "html": bytes}
+KEY_REPORT_DOWNLOAD = "report_download"
+
+
+def set_draft(config: RunConfig) -> None:
+    """Make `config` the draft and let the Train form's widgets show it (their kept values are dropped)."""
+    st.session_state[KEY_DRAFT] = config.to_dict()
+    for key in [k for k in st.session_state.keys() if isinstance(k, str) and k.startswith(KEY_FORM)]:
+        del st.session_state[key]
+
+
+def settings_from_url(models: list[str] | None = None) -> str | None:
+    """The first time the Train page sees a link's query parameters, they become the draft (on top of the
+    defaults). Returns a one-sentence warning about parameters that could not be used, else None."""
+    from cvdemo.share import config_from_query
+
+    params = st.query_params.to_dict()
+    if not params or params == st.session_state.get(KEY_URL_SETTINGS):
+        return None
+    shared = config_from_query(params, models=models)
+    set_draft(shared.config)
+    st.session_state[KEY_URL_SETTINGS] = params
+    return shared.message()
+
+
+def settings_to_url(config: dict[str, Any]) -> dict[str, str]:
+    """Put the settings that differ from the defaults into the URL's query parameters; returns them."""
+    from cvdemo.share import config_to_query
+
+    try:
+        wanted = config_to_query(RunConfig.from_dict(config))
+    except CvdemoError:
+        return {}
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+    st.session_state[KEY_URL_SETTINGS] = wanted
+    return wanted
+
+
+def share_link(params: dict[str, str]) -> str:
+    """The address of this page with these query parameters (relative when the server's is unknown)."""
+    from urllib.parse import urlencode
+
+    try:
+        base = (st.context.url or "").split("?", 1)[0]
+    except Exception:  # pragma: no cover - no browser context (bare mode)
+        base = ""
+    query = urlencode(params)
+    return f"{base}?{query}" if query else base or "(the defaults: no parameters)"
+
+
+def settings_json(config: dict[str, Any]) -> str:
+    """The draft as a settings file: the shape of a run's config.json (`cvdemo train --config` reads it)."""
+    import json
+
+    return json.dumps(config, indent=2) + "\n"
+
+
+def settings_from_file(name: str, data: bytes) -> RunConfig:
+    """A settings file (a run's config.json, or one downloaded here) -> RunConfig; one sentence if unusable."""
+    import json
+
+    try:
+        raw = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CvdemoError(f"{name} is not a JSON settings file: give a run's config.json or a file saved "
+                          "with Download these settings") from None
+    return RunConfig.from_dict(raw)
+
+
+def report_key(found: list[runs.RunInfo]) -> tuple:
+    """What a stored report covers: the runs, in order, with their checkpoints' modification times."""
+    def stamp(r: runs.RunInfo) -> float:
+        best = r.path / "best.pt"
+        return best.stat().st_mtime if best.exists() else 0.0
+
+    return tuple((r.id, stamp(r)) for r in found)
+
+
+def build_report(found: list[runs.RunInfo]) -> bytes:
+    """cvdemo.report's HTML for these runs (the same file `cvdemo report` writes), as bytes."""
+    from cvdemo.report import build_report as build
+
+    return build([r.path for r in found]).encode("utf-8")

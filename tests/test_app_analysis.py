@@ -1,0 +1,178 @@
+"""The Understand pages (Evaluate, Embeddings, Explain) under AppTest: a helpful message with no runs,
+and with a trained digits run the figures the core computes, the images behind a clicked cell or a
+drawn box, and an explanation of an uploaded image."""
+
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cvdemo import runs
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `pages` is a package beside streamlit_app.py
+
+from pages import common as ui  # noqa: E402
+
+
+def on_page(page: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180).run()
+    return at.switch_page(page).run()
+
+
+def galleries(at: AppTest) -> list[list[str]]:
+    """The captions of each st.image call on the page (one list per call)."""
+    return [[img.caption for img in element.proto.imgs] for element in at.get("image")]
+
+
+@pytest.fixture
+def finished_run(digits_run):
+    """The shared finished digits run, copied into this test's runs folder."""
+    target = runs.default_root() / digits_run.name
+    shutil.copytree(digits_run, target)
+    return target
+
+
+@pytest.mark.parametrize("page", ["pages/evaluate.py", "pages/embeddings.py"])
+def test_analysis_pages_with_no_runs_say_how_to_get_one(page):
+    at = on_page(page)
+    assert not at.exception, at.exception
+    assert "No trained run yet" in at.info[0].value and "Digits with LeNet" in at.info[0].value
+
+
+def test_explain_with_no_runs_offers_the_imagenet_network_and_asks_for_a_photo():
+    at = on_page("pages/explain.py")
+    assert not at.exception, at.exception
+    assert at.selectbox(key=ui.KEY_EXPLAIN_WITH).value == ui.PRETRAINED
+    assert at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).options == ["Upload a photo", "Take a photo"]  # no test split
+    assert "Upload a photo" in at.info[0].value
+
+
+def test_evaluate_shows_the_core_metrics_and_the_images_of_a_clicked_cell(finished_run):
+    from cvdemo.evaluate import evaluate_run, samples_in_cell
+
+    expected = evaluate_run(finished_run, "test")
+    at = on_page("pages/evaluate.py")
+    assert not at.exception, at.exception
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {"top-1 accuracy": f"{expected.top1:.1%}", "top-5 accuracy": f"{expected.top5:.1%}",
+                     "macro-F1": f"{expected.macro_f1:.3f}", "calibration error (ECE)": f"{expected.ece:.3f}",
+                     "loss": f"{expected.loss:.3f}"}
+    assert len(at.get("vega_lite_chart")) == 3          # confusion matrix, per-class bars, reliability diagram
+    wrong = galleries(at)
+    assert len(wrong) == 1 and len(wrong[0]) == len(expected.most_wrong) > 0   # most confidently wrong
+    assert "Click a cell" in at.info[0].value
+
+    names = expected.classes
+    off = expected.confusion - np.diag(np.diag(expected.confusion))
+    t, p = np.unravel_index(off.argmax(), off.shape)     # the most common mix-up
+    at.session_state[f"{ui.KEY_EVAL_MATRIX}{finished_run.name}:test"] = {
+        "selection": {ui.SELECT_CELL: [{"t": int(t), "p": int(p)}]}}   # what a click on that cell sends
+    at.run()
+    assert not at.exception, at.exception
+    idx = samples_in_cell(expected, int(t), int(p))
+    assert len(idx) == expected.confusion[t, p] > 0
+    assert any(s.value == f"{names[t]} → {names[p]}" for s in at.subheader)
+    cell = galleries(at)[0]
+    assert cell == [f"#{i} · {expected.predictions.probs[i, p]:.0%}" for i in idx[:30]]
+
+
+def test_evaluate_validation_split(finished_run):
+    from cvdemo.evaluate import evaluate_run
+
+    at = on_page("pages/evaluate.py")
+    at.selectbox(key=ui.KEY_EVAL_SPLIT).set_value("val").run()
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["top-1 accuracy"] == f"{evaluate_run(finished_run, 'val').top1:.1%}"
+
+
+def test_embeddings_pca_separation_box_gallery_and_3d_view(finished_run):
+    from cvdemo.embed import embed_run
+
+    expected = embed_run(finished_run, method="pca", dims=2, layer="penultimate", limit=500)
+    at = on_page("pages/embeddings.py")
+    assert not at.exception, at.exception
+    assert {m.label: m.value for m in at.metric}["how well the classes separate"] == f"{expected.knn5:.1%}"
+    assert len(at.get("vega_lite_chart")) == 1
+    assert "lenet has no ImageNet weights" in at.info[-1].value      # nothing to compare a scratch run with
+
+    x, y = expected.coords[:, 0], expected.coords[:, 1]
+    box = {"x": [float(np.quantile(x, 0.2)), float(np.quantile(x, 0.6))],
+           "y": [float(np.quantile(y, 0.2)), float(np.quantile(y, 0.6))]}
+    inside = (x >= box["x"][0]) & (x <= box["x"][1]) & (y >= box["y"][0]) & (y <= box["y"][1])
+    assert 0 < inside.sum() < len(x)
+    at.session_state[f"{ui.KEY_EMBED_SCATTER}{finished_run.name}:pca:penultimate:500"] = {
+        "selection": {ui.SELECT_BOX: box}}                         # what dragging that box sends
+    at.run()
+    assert not at.exception, at.exception
+    assert any(s.value.startswith(f"{inside.sum()} selected image") for s in at.subheader)
+    assert len(galleries(at)[0]) == min(int(inside.sum()), 24)
+
+    at.segmented_control(key=ui.KEY_EMBED_DIMS).set_value(3).run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1
+    three = embed_run(finished_run, method="pca", dims=3, layer="penultimate", limit=500)
+    assert {m.label: m.value for m in at.metric}["how well the classes separate"] == f"{three.knn5:.1%}"
+
+
+def digit_png(run_dir: Path, index: int = 0) -> tuple[bytes, int]:
+    """A test image of the run as PNG bytes, and its class."""
+    from cvdemo.evaluate import load_split
+
+    images, _ = load_split(run_dir, "test")
+    pixels, label = images[index]
+    buf = io.BytesIO()
+    Image.fromarray(pixels.numpy()[0]).save(buf, format="PNG")
+    return buf.getvalue(), int(label)
+
+
+def test_explain_an_uploaded_image_with_a_run(finished_run):
+    from cvdemo.data import decode_image
+    from cvdemo.explain import explain_image, faithfulness
+    from cvdemo.predict import Classifier
+
+    at = on_page("pages/explain.py")
+    at.selectbox(key=ui.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
+    data, label = digit_png(finished_run)
+    at.file_uploader(key=ui.KEY_EXPLAIN_UPLOAD).set_value(("digit.png", data, "image/png")).run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+
+    clf = Classifier.from_run(finished_run)
+    image = decode_image(data, "digit.png")
+    top = clf.top([image], k=5)[0]
+    assert any(m.value == f"### {top[0]['class']} · {top[0]['prob']:.0%}" for m in at.markdown)
+    exp = explain_image(clf, image, "gradcam", arch="lenet")
+    f = faithfulness(clf.model, clf.to_input(image), exp, **ui.FAITHFULNESS)
+    notes = [m.value for m in at.markdown if m.value.startswith("**Grad-CAM**")]
+    assert len(notes) == 1 and f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f}" in notes[0]
+    assert f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}" in notes[0]
+    # the picture, Grad-CAM and saliency overlays, the first-layer filters, the feature maps
+    assert len(galleries(at)) == 5
+
+    at.slider(key=ui.KEY_EXPLAIN_ALPHA).set_value(0.9).run()   # re-blends the cached maps
+    assert not at.exception and len(galleries(at)) == 5
+
+
+def test_explain_a_picked_test_image_and_a_broken_upload(finished_run):
+    at = on_page("pages/explain.py")
+    at.selectbox(key=ui.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
+    at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).set_value("test").run()
+    at.multiselect(key=ui.KEY_EXPLAIN_METHODS).set_value(["cam"]).run()
+    assert not at.exception, at.exception
+    _, label = digit_png(finished_run, 3)
+    at.number_input(key=ui.KEY_EXPLAIN_PICK).set_value(3).run()
+    assert not at.exception, at.exception
+    assert galleries(at)[0][0].startswith(f"test image #3, a {label}")
+    # LeNet reads its features through extra layers after pooling: CAM says so in one sentence
+    assert any("classic CAM needs" in e.value for e in at.error)
+
+    at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).set_value("upload").run()
+    at.file_uploader(key=ui.KEY_EXPLAIN_UPLOAD).set_value(("cat.png", b"not a picture", "image/png")).run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "cat.png" in at.error[0].value
