@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 import shutil
 import time
 from pathlib import Path
@@ -100,9 +101,15 @@ def runs_root() -> Path:
     return runs.default_root()
 
 
+def plain(text: str) -> str:
+    """Text shown as written: st.error and friends read Markdown, which would turn `cats/*.jpg and
+    dogs/*.jpg` into italics and a class named `<b>` into markup."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~$])", r"\\\1", str(text))
+
+
 def show_error(error: CvdemoError) -> None:
     """A user-facing error as one readable sentence on the page."""
-    st.error(str(error), icon=":material/warning:")
+    st.error(plain(error), icon=":material/warning:")
 
 
 def flash(message: str | None = None) -> None:

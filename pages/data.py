@@ -68,7 +68,7 @@ elif kind == "images":
                 try:
                     st.image(decode_image(data, f.name), width="stretch")
                 except CvdemoError as e:
-                    st.error(str(e))
+                    ui.show_error(e)
                 default = re.split(r"[-_ .0-9]", Path(f.name).stem)[0] or "class"
                 items.append((st.text_input(f"class of {f.name}", default, key=f"{ui.KEY_DATA_CLASS}{i}"),
                               f.name, data))
