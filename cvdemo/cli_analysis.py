@@ -29,7 +29,7 @@ def _pct(v: float | None) -> str:
 # -- evaluate ------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cvdemo import runs
+    from cvdemo import plots, runs
     from cvdemo.evaluate import evaluate_run
 
     if args.most_wrong < 0:
@@ -37,8 +37,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = runs.resolve_run(args.run)
     result = evaluate_run(run_dir, args.split, args.checkpoint, refresh=args.refresh, most_wrong=args.most_wrong,
                           device=args.device)
-    plots = write_evaluation_plots(result, Path(args.plots)) if args.plots else []
-    payload = {"run": str(run_dir), **result.to_dict(), "plots": [str(p) for p in plots]}
+    figures = plots.write_evaluation_plots(result, Path(args.plots)) if args.plots else []
+    payload = {"run": str(run_dir), **result.to_dict(), "plots": [str(p) for p in figures]}
     names = result.classes
     lines = [f"run {run_dir.name}: {result.predictions.split} split, {result.n} images "
              f"(checkpoint {result.predictions.checkpoint})",
@@ -52,26 +52,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lines += ["", "most confidently wrong (sample: true -> predicted, confidence):"]
         lines += [f"  #{w['index']}: {names[w['true']]} -> {names[w['pred']]} ({w['confidence']:.1%})"
                   for w in result.most_wrong[:10]]
-    lines += [f"figure: {p}" for p in plots]
+    lines += [f"figure: {p}" for p in figures]
     _emit(args, payload, "\n".join(lines))
     return 0
-
-
-def write_evaluation_plots(result: Any, folder: Path) -> list[Path]:
-    """confusion.png, per_class.png, reliability.png and most_wrong.png in `folder`."""
-    from cvdemo import plots
-
-    names = result.classes
-    out = [plots.confusion_plot(result, folder / "confusion.png"),
-           plots.per_class_plot(result, folder / "per_class.png"),
-           plots.reliability_plot(result, folder / "reliability.png")]
-    wrong = result.most_wrong
-    images = result.images([w["index"] for w in wrong])
-    titles = [f"#{w['index']} true {names[w['true']][:14]}\npred {names[w['pred']][:14]} {w['confidence']:.0%}"
-              for w in wrong]
-    out.append(plots.gallery_plot(images, titles, folder / "most_wrong.png",
-                                  f"Most confidently wrong: {result.predictions.split} split"))
-    return out
 
 
 # -- embed ---------------------------------------------------------------------------------------
@@ -150,19 +133,6 @@ def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     return {k: v for k, v in flags.items() if v is not None and k in accepted}
 
 
-def display_size(image: Any, low: int = 256, high: int = 640) -> Any:
-    """A PIL image resized so its long side lies in [low, high] pixels: phone photos shrink (smoothly),
-    tiny images such as 8x8 digits grow (nearest neighbour, so their pixels stay visible)."""
-    from PIL import Image
-
-    side = max(image.size)
-    if low <= side <= high:
-        return image
-    scale = (high if side > high else low) / side
-    size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS if side > high else Image.Resampling.NEAREST)
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     from cvdemo import plots
     from cvdemo.explain import METHODS, explain_image, faithfulness, model_view, overlay, randomization_check
@@ -177,7 +147,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     target = resolve_target(args.target, clf.classes)
     x = clf.to_input(image)
     view = model_view(clf, image)
-    view = display_size(view)
+    view = plots.display_size(view)
     out = Path(args.out)
     methods = list(METHODS) if args.method == "all" else [args.method]
     results, skipped = [], {}

@@ -337,3 +337,33 @@ def curves_plot(metrics_by_run: dict[str, list[dict[str, Any]]], path: str | Pat
         fig.suptitle(_plain(title))
     fig.tight_layout()
     return save(fig, path)
+
+
+# -- shared by the CLI, the report and the app ------------------------------------------------------
+
+def write_evaluation_plots(result: Any, folder: Path) -> list[Path]:
+    """confusion.png, per_class.png, reliability.png and most_wrong.png in `folder`."""
+    names = result.classes
+    out = [confusion_plot(result, folder / "confusion.png"),
+           per_class_plot(result, folder / "per_class.png"),
+           reliability_plot(result, folder / "reliability.png")]
+    wrong = result.most_wrong
+    images = result.images([w["index"] for w in wrong])
+    titles = [f"#{w['index']} true {names[w['true']][:14]}\npred {names[w['pred']][:14]} {w['confidence']:.0%}"
+              for w in wrong]
+    out.append(gallery_plot(images, titles, folder / "most_wrong.png",
+                                  f"Most confidently wrong: {result.predictions.split} split"))
+    return out
+
+
+def display_size(image: Any, low: int = 256, high: int = 640) -> Any:
+    """A PIL image resized so its long side lies in [low, high] pixels: phone photos shrink (smoothly),
+    tiny images such as 8x8 digits grow (nearest neighbour, so their pixels stay visible)."""
+    from PIL import Image
+
+    side = max(image.size)
+    if low <= side <= high:
+        return image
+    scale = (high if side > high else low) / side
+    size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS if side > high else Image.Resampling.NEAREST)

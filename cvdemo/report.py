@@ -213,7 +213,7 @@ class _RunReport:
     def figures(self) -> dict[str, Path]:
         """The evaluation figures `cvdemo evaluate --plots` draws (confusion, per_class, reliability, most_wrong)."""
         if self._figures is None:
-            from cvdemo.cli_analysis import write_evaluation_plots
+            from cvdemo.plots import write_evaluation_plots
 
             paths = write_evaluation_plots(self.evaluation(), self.tmp / f"{self.anchor}-evaluation")
             self._figures = {p.stem: p for p in paths}
@@ -280,8 +280,8 @@ class _RunReport:
     def explanations(self) -> str:
         from PIL import Image
 
-        from cvdemo.cli_analysis import display_size
         from cvdemo.explain import explain_image, model_view, overlay
+        from cvdemo.plots import display_size
         from cvdemo.predict import Classifier
 
         r = self.evaluation()

@@ -8,11 +8,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from cvdemo.cli_analysis import display_size
 from cvdemo.config import RunConfig
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
 from cvdemo.explain import METHODS, model_view, overlay
+from cvdemo.plots import display_size
 from pages import common as ui
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
