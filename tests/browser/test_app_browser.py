@@ -157,3 +157,44 @@ def test_screenshot_every_page(server, page, name, heading, ready):
     page.get_by_text(ready).first.wait_for(timeout=60_000)
     settle(page, 1500)
     screenshot(page, name.lower() if name != "Home" else "home-after-runs")
+
+
+def test_two_browser_sessions_keep_their_own_choices(server, browser):
+    """Per-user choices live in st.session_state: one student's architecture is not another's."""
+    from cvdemo.models import create_model, get_spec
+
+    def size(name):  # digits are grey: a model that takes any channel count gets 1, the others 3
+        channels = 1 if get_spec(name).flexible_channels else 3
+        return f"{sum(p.numel() for p in create_model(name, 10, in_channels=channels).parameters()):,}"
+
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        pages.append(context.new_page())
+    a, b = pages
+    for p in pages:
+        p.goto(server["url"] + "/model")
+        title(p, "Model")
+    a.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    a.keyboard.type("resnet18")
+    a.keyboard.press("Enter")
+
+    def wait_for_parameters(p, expected):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if metric(p, "parameters") == expected:
+                    return
+            except Exception:  # the page is being redrawn
+                pass
+            time.sleep(0.3)
+        assert metric(p, "parameters") == expected
+
+    wait_for_parameters(a, size("resnet18"))
+    for p in pages:  # leave the page and come back inside the same session
+        go(p, "Data")
+        go(p, "Model")
+    wait_for_parameters(a, size("resnet18"))
+    wait_for_parameters(b, size("lenet"))
+    for p in pages:
+        p.context.close()
