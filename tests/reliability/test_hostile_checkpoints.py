@@ -4,8 +4,6 @@ read with torch.load(weights_only=True): a pickle payload must be refused and mu
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from helpers import cvdemo
@@ -111,10 +109,8 @@ BAD_CHECKPOINTS = [
 def test_bad_checkpoint_is_one_sentence_and_never_runs_code(copy_run, tmp_path, make, what, todo):
     run_dir = copy_run("victim")
     plant(run_dir, "best.pt", make(good(run_dir), tmp_path))
-    started = time.perf_counter()
     with pytest.raises(CheckpointError) as err:
         Classifier.from_run(run_dir)
-    assert time.perf_counter() - started < 5.0  # refused before building a billion-class head
     assert_sentence(err.value, what, todo)
     assert not (tmp_path / "pwned").exists()
 
@@ -174,3 +170,17 @@ def test_cli_resume_with_a_pickle_payload_refuses_and_leaves_the_run(copy_run, t
     assert_cli_error(proc, "train", "last.pt holds Python objects besides weights and was refused for safety")
     assert not (tmp_path / "pwned").exists()
     assert snapshot(run_dir) == before
+
+
+def test_absurd_class_count_is_refused_before_any_model_is_built(copy_run, tmp_path, monkeypatch):
+    import cvdemo.models
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built from the checkpoint's claims before they were checked")
+
+    run_dir = copy_run("victim")
+    make = dict((b[0], b[1]) for b in BAD_CHECKPOINTS)["billion-classes"]
+    plant(run_dir, "best.pt", make(good(run_dir), tmp_path))
+    monkeypatch.setattr(cvdemo.models, "create_model", no_model)
+    with pytest.raises(CheckpointError, match="1000000000"):
+        Classifier.from_run(run_dir)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import pytest
@@ -51,10 +50,8 @@ BAD_IMAGES = [
 def test_bad_image_file_is_one_sentence(tmp_path, name, data, what, todo):
     path = tmp_path / name
     path.write_bytes(data)
-    started = time.perf_counter()
     with pytest.raises(DataError) as err:
         read_image_file(path)
-    assert time.perf_counter() - started < 2.0  # refused from the header, not after decoding gigapixels
     text = assert_sentence(err.value, what, todo)
     assert text.startswith(str(path)), text  # names the file
 
