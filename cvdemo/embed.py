@@ -61,7 +61,9 @@ def capture(module: nn.Module, what: str = "output") -> Iterator[list[torch.Tens
 
 def last_linear(model: nn.Module) -> str:
     """Dotted path of the last nn.Linear in module order: the classifier head of most networks."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    from cvdemo.models import module_paths
+
+    names = module_paths(model, nn.Linear)
     if not names:
         raise ModelError(f"{type(model).__name__} has no linear layer, so it has no penultimate features; "
                          "name a layer with --layer")

@@ -237,7 +237,9 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def find_cam_layer(model: nn.Module) -> str:
     """Dotted path of the last nn.Conv2d in module order: a spatial feature map for any CNN."""
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    from cvdemo.models import module_paths
+
+    names = module_paths(model, nn.Conv2d)
     if not names:
         raise ModelError(f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no feature map; "
                          "name one with layer=")

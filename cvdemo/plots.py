@@ -234,7 +234,9 @@ def filters_plot(weights: Any, path: str | Path, title: str) -> Path:
     plt = _pyplot()
     import numpy as np
 
-    w = np.asarray(weights, dtype=np.float32)
+    from cvdemo.filters import filters_for_display
+
+    w = filters_for_display(weights)
     n = len(w)
     cols = int(np.ceil(np.sqrt(n)))
     rows = -(-n // cols)
@@ -242,13 +244,11 @@ def filters_plot(weights: Any, path: str | Path, title: str) -> Path:
     for ax in axes.flat:
         ax.axis("off")
     for i in range(n):
-        f = w[i]
-        f = (f - f.min()) / (f.max() - f.min() + 1e-12)
         ax = axes.flat[i]
-        if f.shape[0] == 3:
-            ax.imshow(np.transpose(f, (1, 2, 0)), interpolation="nearest")
+        if w.shape[1] == 3:
+            ax.imshow(np.transpose(w[i], (1, 2, 0)), interpolation="nearest")
         else:
-            ax.imshow(f.mean(axis=0), cmap="gray", interpolation="nearest")
+            ax.imshow(w[i, 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     fig.suptitle(title, fontsize=10)
     return save(fig, path)
 
@@ -259,7 +259,10 @@ def feature_maps_plot(maps: Any, path: str | Path, title: str, image: Any = None
     plt = _pyplot()
     import numpy as np
 
+    from cvdemo.filters import maps_for_display
+
     m = np.asarray(maps, dtype=np.float32)[:limit]
+    unit = maps_for_display(m, limit)
     n = len(m) + (image is not None)
     cols = int(np.ceil(np.sqrt(n)))
     rows = -(-n // cols)
@@ -272,9 +275,8 @@ def feature_maps_plot(maps: Any, path: str | Path, title: str, image: Any = None
         axes.flat[0].set_title("input", fontsize=7)
         start = 1
     for i in range(len(m)):
-        lo, hi = np.percentile(m[i], [1, 99]) if m[i].size else (0.0, 1.0)
         ax = axes.flat[start + i]
-        ax.imshow(m[i], cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-6, interpolation="nearest")
+        ax.imshow(unit[i], cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"{i}: {float(m[i].mean()):.2g}", fontsize=7)
     fig.suptitle(f"{title}\neach map on its own scale (dark = low, bright = high); mean activation in the title",
                  fontsize=9)

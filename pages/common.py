@@ -738,7 +738,9 @@ def conv_layers(model: Any) -> list[str]:
     """Dotted paths of a network's convolutions, input side first (where feature maps can be read)."""
     from torch import nn
 
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    from cvdemo.models import module_paths
+
+    return module_paths(model, nn.Conv2d)
 
 
 def filters_picture(weights: Any, side: int = 40) -> Any:
@@ -746,11 +748,9 @@ def filters_picture(weights: Any, side: int = 40) -> Any:
     when it reads RGB, grey otherwise."""
     import numpy as np
 
-    w = np.asarray(weights, dtype=np.float32)
-    w = w if w.shape[1] == 3 else w.mean(axis=1, keepdims=True)
-    lo = w.min(axis=(1, 2, 3), keepdims=True)
-    span = np.maximum(w.max(axis=(1, 2, 3), keepdims=True) - lo, 1e-12)
-    pics = ((w - lo) / span * 255 + 0.5).astype(np.uint8)
+    from cvdemo.filters import filters_for_display
+
+    pics = (filters_for_display(weights) * 255 + 0.5).astype(np.uint8)
     return tile(pics, columns=int(np.ceil(np.sqrt(len(pics)))), min_side=side, gap=4)
 
 
@@ -760,12 +760,11 @@ def feature_maps_picture(maps: Any, limit: int = 64, side: int = 56) -> Any:
     import numpy as np
     from matplotlib import colormaps
 
-    m = np.asarray(maps, dtype=np.float32)[:limit]
-    lo = np.percentile(m, 1, axis=(1, 2), keepdims=True)
-    hi = np.percentile(m, 99, axis=(1, 2), keepdims=True)
-    unit = ((m - lo) / np.maximum(hi - lo, 1e-6)).clip(0, 1)
+    from cvdemo.filters import maps_for_display
+
+    unit = maps_for_display(maps, limit)
     rgb = (colormaps["viridis"](unit)[..., :3] * 255 + 0.5).astype(np.uint8)  # (C, h, w, 3)
-    return tile(rgb.transpose(0, 3, 1, 2), columns=int(np.ceil(np.sqrt(len(m)))), min_side=side, gap=4)
+    return tile(rgb.transpose(0, 3, 1, 2), columns=int(np.ceil(np.sqrt(len(unit)))), min_side=side, gap=4)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -19,6 +19,7 @@ from cvdemo.models.registry import (
     group_parameters,
     imagenet_classes,
     list_models,
+    module_paths,
     pretrained_offline,
     register_model,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "get_module",
+    "module_paths",
     "get_spec",
     "group_parameters",
     "imagenet_classes",

@@ -197,6 +197,11 @@ def get_module(model: nn.Module, dotted: str) -> nn.Module:
                          "entry (or checkpoint) do not match") from None
 
 
+def module_paths(model: nn.Module, kind: type[nn.Module] | tuple[type[nn.Module], ...]) -> list[str]:
+    """Dotted paths of the submodules of a type, in module order (input side first)."""
+    return [name for name, m in model.named_modules() if isinstance(m, kind)]
+
+
 def set_module(model: nn.Module, dotted: str, module: nn.Module) -> None:
     """Replace the submodule at a dotted path."""
     parent_path, _, child = dotted.rpartition(".")
