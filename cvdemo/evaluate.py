@@ -114,14 +114,9 @@ def predict_split(run_dir: str | Path, split: str = "test", checkpoint: str = "b
 
 def _compute(run_dir: Path, split: str, ckpt_file: Path, checkpoint: str, digest: str, *, features: bool,
              batch_size: int, device: str) -> Predictions:
-    import torch
-
     from cvdemo import runs
-    from cvdemo.data import make_loader, to_model_input
-    from cvdemo.embed import capture, head_path
-    from cvdemo.models import get_module
+    from cvdemo.embed import extract_features
     from cvdemo.predict import Classifier
-    from cvdemo.train.job import resolve_device
 
     ckpt = runs.load_checkpoint(ckpt_file)
     clf = Classifier.from_checkpoint(ckpt, str(run_dir))
@@ -129,25 +124,13 @@ def _compute(run_dir: Path, split: str, ckpt_file: Path, checkpoint: str, digest
     if list(classes) != list(clf.classes):
         raise CheckpointError(f"the classes of run {run_dir.name}'s data no longer match its checkpoint; "
                               "was the data folder changed after training?")
-    dev = resolve_device(device)
-    model = clf.model.to(dev).eval()
-    head = get_module(model, head_path(model, ckpt.get("model")))
-    logits_list, feats_list, labels_list = [], [], []
-    with torch.inference_mode(), capture(head, "input") as seen:
-        for x, y in make_loader(images, batch_size=batch_size, shuffle=False):
-            seen.clear()
-            inp = to_model_input(x.to(dev), size=clf.image_size, mean=clf.mean, std=clf.std,
-                                 channels=clf.in_channels)
-            logits_list.append(model(inp).float().cpu())
-            labels_list.append(y)
-            if features:
-                feats_list.append(seen[-1].flatten(1).float().cpu())
-    k = len(classes)
-    logits = torch.cat(logits_list).numpy() if logits_list else np.zeros((0, k), np.float32)
-    labels = torch.cat(labels_list).numpy().astype(np.int64) if labels_list else np.zeros(0, np.int64)
-    feats = (torch.cat(feats_list).numpy() if feats_list else np.zeros((0, 0), np.float32)) if features else None
+    # one pass: the logits and, captured on the way, the head's input (the penultimate features)
+    feats, logits = extract_features(clf, images, arch=ckpt.get("model"), batch_size=batch_size, device=device)
+    if not len(logits):
+        logits = np.zeros((0, len(classes)), np.float32)
+    labels = images.labels.numpy().astype(np.int64)
     return Predictions(split, checkpoint, digest, list(classes), logits.astype(np.float32),
-                       softmax(logits).astype(np.float32), labels, feats)
+                       softmax(logits).astype(np.float32), labels, feats if features else None)
 
 
 def _write_cache(path: Path, pred: Predictions) -> None:
