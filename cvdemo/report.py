@@ -91,13 +91,6 @@ def _part(title: str, build: Callable[[], str]) -> str:
     return f'<div class="part"><h3>{_e(title)}</h3>{body}</div>'
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return runs.read_json(path) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
 def _data_name(source: Any) -> str:
     """A data source as a short name: built-in names as they are, a folder or zip by its last part."""
     text = str(source)
@@ -106,7 +99,7 @@ def _data_name(source: Any) -> str:
 
 def run_label(run_dir: Path, config: dict[str, Any] | None = None) -> str:
     """The run's own name when it has one, else its id."""
-    config = config if config is not None else _read(Path(run_dir) / "config.json")
+    config = config if config is not None else runs.read_json_or_empty(Path(run_dir) / "config.json")
     return config.get("name") or Path(run_dir).name
 
 
@@ -120,8 +113,8 @@ class _RunReport:
         self.tmp = tmp
         self.options = options
         self.anchor = anchor
-        self.config = _read(self.run_dir / "config.json")
-        self.summary = _read(self.run_dir / "summary.json")
+        self.config = runs.read_json_or_empty(self.run_dir / "config.json")
+        self.summary = runs.read_json_or_empty(self.run_dir / "summary.json")
         self.status = runs.read_status(self.run_dir)
         self.metrics = runs.read_metrics(self.run_dir)
         self.label = run_label(self.run_dir, self.config)
@@ -318,7 +311,7 @@ def _comparison(run_dirs: list[Path], labels: list[str], anchors: list[str]) -> 
     from cvdemo.compare import comparison_rows
 
     rows = comparison_rows(run_dirs)
-    configs = [_read(d / "config.json") for d in run_dirs]
+    configs = [runs.read_json_or_empty(d / "config.json") for d in run_dirs]
     flat = [{f"{s}.{k}": (", ".join(map(str, v)) if isinstance(v, list) else v)
              for s in ("data", "model", "train") for k, v in c.get(s, {}).items()} for c in configs]
     shown = {"model.name", "data.source"}
@@ -455,7 +448,7 @@ def build_report(run_dirs: list[str | Path], *, title: str | None = None, option
     if title:
         heading = title
     elif len(dirs) == 1:
-        config = _read(dirs[0] / "config.json")
+        config = runs.read_json_or_empty(dirs[0] / "config.json")
         data = _data_name(config.get("data", {}).get("source", "?"))
         heading = f"Run report: {config.get('model', {}).get('name', '?')} on {data}"
     else:

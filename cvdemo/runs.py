@@ -60,6 +60,16 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    """A run file such as summary.json or config.json, or {} when it is missing or unreadable (a run
+    still starting, or one damaged by hand): for displays that show what they can."""
+    try:
+        value = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _slug(text: str, limit: int = 24) -> str:
     base = Path(text.rstrip("/")).name or text
     base = base.removesuffix(".zip")

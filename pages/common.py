@@ -182,18 +182,11 @@ def short_name(r: runs.RunInfo) -> str:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "summary.json"
-    try:
-        return runs.read_json(path) if path.exists() else {}
-    except (OSError, ValueError):
-        return {}
+    return runs.read_json_or_empty(Path(run_dir) / "summary.json")
 
 
 def run_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        return runs.read_json(Path(run_dir) / "config.json")
-    except (OSError, ValueError):
-        return {}
+    return runs.read_json_or_empty(Path(run_dir) / "config.json")
 
 
 def flat_config(run_dir: Path) -> dict[str, Any]:
