@@ -5,6 +5,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 from shots import screenshot
 
 from cvdemo import runs
@@ -133,7 +134,10 @@ def test_model_page_with_a_frozen_pretrained_network(server, page):
     page.keyboard.press("Enter")
     page.get_by_text("ship in a Python package").wait_for(timeout=30_000)
     page.get_by_text("Start from ImageNet weights").click()
-    page.get_by_test_id("stSelectbox").filter(has_text="Freeze").click()
+    # The freeze box is disabled until the toggle's rerun lands: wait for it, then pick like a user.
+    freeze = page.get_by_test_id("stSelectbox").filter(has_text="Freeze")
+    expect(freeze.locator("input")).to_be_enabled(timeout=30_000)
+    freeze.click()
     page.get_by_role("option", name="everything but the new head").click()
     page.get_by_text("trainable").first.wait_for()
     deadline = time.time() + 30
