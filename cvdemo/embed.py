@@ -20,120 +20,28 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from cvdemo import evaluate as ev
+from cvdemo import runs
+from cvdemo.checkpoint import checkpoint_path
+from cvdemo.config import RunConfig
+from cvdemo.data import stratified_subset
 from cvdemo.errors import ConfigError, ModelError
+from cvdemo.models import create_model, get_spec, imagenet_classes
+from cvdemo.models.features import extract_features
+from cvdemo.predict import Classifier
+from cvdemo.runs import write_atomic
 
 METHODS = ("pca", "tsne")
 TSNE_BACKENDS = ("auto", "sklearn", "opentsne")
 PCA_BEFORE_TSNE = 50  # t-SNE sees at most this many PCA components: faster, and it denoises
-
-
-# -- reading features out of a network ----------------------------------------------------------
-
-@contextmanager
-def capture(module: nn.Module, what: str = "output") -> Iterator[list[torch.Tensor]]:
-    """Collect `module`'s output (or its first positional input, what="input") on each forward call.
-
-    Yields the list the tensors are appended to; the hook is removed on exit, even after an error.
-    """
-    seen: list[torch.Tensor] = []
-    if what == "output":
-        handle = module.register_forward_hook(lambda m, args, out: seen.append(out))
-    elif what == "input":
-        handle = module.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-    else:
-        raise ValueError(f"what must be 'output' or 'input', not {what!r}")
-    try:
-        yield seen
-    finally:
-        handle.remove()
-
-
-def last_linear(model: nn.Module) -> str:
-    """Dotted path of the last nn.Linear in module order: the classifier head of most networks."""
-    from cvdemo.models import module_paths
-
-    names = module_paths(model, nn.Linear)
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no linear layer, so it has no penultimate features; "
-                         "name a layer with --layer")
-    return names[-1]
-
-
-def head_path(model: nn.Module, arch: str | None = None) -> str:
-    """The classifier head's dotted path: the registry's for a known architecture, else the last Linear."""
-    if arch:
-        from cvdemo.models import get_spec
-
-        try:
-            path = get_spec(arch).head
-            if isinstance(model.get_submodule(path), nn.Linear):
-                return path
-        except (ModelError, AttributeError):
-            pass
-    return last_linear(model)
-
-
-def pooled(t: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C) by global average pooling; anything else -> (B, features) flattened."""
-    if isinstance(t, (tuple, list)):
-        t = t[0]
-    return t.mean(dim=(2, 3)) if t.dim() == 4 else t.flatten(1)
-
-
-def extract_features(classifier: Any, images: Any, *, layer: str | None = None, arch: str | None = None,
-                     batch_size: int = 128, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """(features float32 (N, D), logits float32 (N, K)) for every image of an ImageSet.
-
-    `layer`: None or "penultimate" = input of the head; "logits" = the output; otherwise a dotted
-    module path whose output is average-pooled if spatial. `classifier` is a `cvdemo.predict.Classifier`.
-    """
-    from cvdemo.data import make_loader, to_model_input
-    from cvdemo.models import get_module
-    from cvdemo.train.job import resolve_device
-
-    model = classifier.model
-    dev = resolve_device(device)
-    model.to(dev).eval()
-    if layer in (None, "penultimate"):
-        module, what = get_module(model, head_path(model, arch)), "input"
-    elif layer == "logits":
-        module, what = model, "output"
-    else:
-        module, what = layer_module(model, layer), "output"
-    feats, logits = [], []
-    with torch.inference_mode(), capture(module, what) as seen:
-        for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
-            seen.clear()
-            inp = to_model_input(x.to(dev), size=classifier.image_size, mean=classifier.mean, std=classifier.std,
-                                 channels=classifier.in_channels)
-            logits.append(model(inp).float().cpu())
-            if not seen:
-                raise ModelError(f"layer '{layer}' was not used in the forward pass; choose another layer")
-            feats.append(pooled(seen[-1]).float().cpu())
-    if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-    return torch.cat(feats).numpy(), torch.cat(logits).numpy()
-
-
-def layer_module(model: nn.Module, layer: str) -> nn.Module:
-    """The submodule at a dotted path, or a one-sentence error listing a few valid names."""
-    try:
-        return model.get_submodule(layer)
-    except AttributeError:
-        names = [n for n, _ in model.named_children()]
-        raise ModelError(f"the model has no layer '{layer}'; top-level layers are {', '.join(names)} "
-                         "(use dotted paths such as features.3 for deeper ones)") from None
 
 
 # -- projections ----------------------------------------------------------------------------------
@@ -225,8 +133,6 @@ def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 
 
 
 def _cores() -> int:
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -257,8 +163,6 @@ def knn_accuracy(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
 
 def select_samples(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
     """Sorted indices of a stratified subset of at most `limit` samples; the same for the same labels and seed."""
-    from cvdemo.data import stratified_subset
-
     if limit is not None and int(limit) < 1:
         raise ConfigError(f"limit must be at least 1, got {limit}")
     return stratified_subset(np.asarray(labels), None if limit is None else int(limit), seed)
@@ -303,8 +207,6 @@ class Embedding:
 
     def to_csv(self, path: str | Path) -> Path:
         """Write x, y[, z], true, predicted, index (one row per sample) atomically."""
-        from cvdemo.runs import write_atomic
-
         buf = io.StringIO()
         fields = [*"xyz"[: self.dims], "true", "predicted", "index"]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -345,11 +247,6 @@ def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer:
     `backbone="pretrained"` reads the features of the run's architecture with its ImageNet
     weights instead of the run's, from the same samples: what fine-tuning changed.
     """
-    from cvdemo import evaluate as ev
-    from cvdemo import runs
-    from cvdemo.config import RunConfig
-    from cvdemo.predict import Classifier
-
     run_dir = runs.resolve_run(run_dir)
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
@@ -365,7 +262,7 @@ def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer:
     layer_name = layer or "penultimate"
     pred_classes = classes
     if backbone == "run" and layer in (None, "penultimate", "logits"):
-        ckpt_file, which = ev.checkpoint_path(run_dir, checkpoint)
+        ckpt_file, which = checkpoint_path(run_dir, checkpoint)
         cached = ev._read_cache(ev.cache_path(run_dir, split, which))
         if limit is None or (cached is not None and cached.digest == ev.file_digest(ckpt_file)):
             pred = ev.predict_split(run_dir, split, which, device=device)
@@ -375,7 +272,7 @@ def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer:
             clf = Classifier.from_run(run_dir, which)
             feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
     elif backbone == "run":
-        _, which = ev.checkpoint_path(run_dir, checkpoint)
+        _, which = checkpoint_path(run_dir, checkpoint)
         clf = Classifier.from_run(run_dir, which)
         feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
     else:
@@ -398,9 +295,6 @@ def pretrained_like(run_dir: Path, arch: str, classes: list[str]) -> tuple[Any, 
     Returns it with the names its predictions refer to (ImageNet's), or None when the pretrained
     weights have no ImageNet head (then its predictions mean nothing).
     """
-    from cvdemo.models import create_model, get_spec, imagenet_classes
-    from cvdemo.predict import Classifier
-
     spec = get_spec(arch)
     if spec.pretrained is None:
         raise ModelError(f"{arch} has no pretrained weights to compare with; this view needs a run of a "

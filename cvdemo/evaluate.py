@@ -25,10 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from cvdemo.checkpoint import checkpoint_path, load_checkpoint
+from cvdemo.config import RunConfig
 from cvdemo.errors import CheckpointError, ConfigError
+from cvdemo.runs import write_atomic
 
 SPLITS = ("test", "val", "train")
-CHECKPOINTS = ("best", "last")
 CACHE_FORMAT = "cvdemo-predictions/1"
 ECE_BINS = 15
 
@@ -55,18 +57,6 @@ class Predictions:
 
     def __len__(self) -> int:
         return len(self.labels)
-
-
-def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> tuple[Path, str]:
-    """(file, name) of a run's checkpoint; "best" falls back to last.pt when a run never saved best.pt."""
-    if checkpoint not in CHECKPOINTS:
-        raise ConfigError(f"checkpoint must be one of {', '.join(CHECKPOINTS)}, not {checkpoint!r}")
-    path = Path(run_dir) / f"{checkpoint}.pt"
-    if not path.exists() and checkpoint == "best" and (Path(run_dir) / "last.pt").exists():
-        return Path(run_dir) / "last.pt", "last"
-    if not path.exists():
-        raise CheckpointError(f"run {Path(run_dir).name} has no {checkpoint}.pt yet (it has not finished an epoch)")
-    return path, checkpoint
 
 
 def file_digest(path: Path) -> str:
@@ -114,11 +104,10 @@ def predict_split(run_dir: str | Path, split: str = "test", checkpoint: str = "b
 
 def _compute(run_dir: Path, split: str, ckpt_file: Path, checkpoint: str, digest: str, *, features: bool,
              batch_size: int, device: str) -> Predictions:
-    from cvdemo import runs
-    from cvdemo.embed import extract_features
+    from cvdemo.models.features import extract_features  # torch: only when predictions are computed
     from cvdemo.predict import Classifier
 
-    ckpt = runs.load_checkpoint(ckpt_file)
+    ckpt = load_checkpoint(ckpt_file)
     clf = Classifier.from_checkpoint(ckpt, str(run_dir))
     images, classes = load_split(run_dir, split)
     if list(classes) != list(clf.classes):
@@ -134,8 +123,6 @@ def _compute(run_dir: Path, split: str, ckpt_file: Path, checkpoint: str, digest
 
 
 def _write_cache(path: Path, pred: Predictions) -> None:
-    from cvdemo.runs import write_atomic
-
     meta = {"format": CACHE_FORMAT, "split": pred.split, "checkpoint": pred.checkpoint, "digest": pred.digest,
             "classes": pred.classes}
     arrays = {"meta": np.array(json.dumps(meta)), "logits": pred.logits, "probs": pred.probs, "labels": pred.labels}
@@ -164,8 +151,7 @@ def _read_cache(path: Path) -> Predictions | None:
 
 @functools.lru_cache(maxsize=2)
 def _load_bundle(run_dir: str, config_stamp: int) -> Any:
-    from cvdemo.config import RunConfig
-    from cvdemo.train.job import load_data
+    from cvdemo.train.setup import load_data  # torch: only when images are needed
 
     return load_data(RunConfig.from_json_file(Path(run_dir) / "config.json"))
 

@@ -44,6 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvdemo.errors import ConfigError, ModelError
+from cvdemo.models import get_spec, module_paths
+from cvdemo.models.features import last_linear, layer_module
 
 METHODS = ("saliency", "integrated_gradients", "smoothgrad", "occlusion", "guided_backprop", "gradcam",
            "guided_gradcam", "cam")
@@ -171,8 +173,6 @@ def explain_image(classifier: Any, image: Any, method: str, target: int | None =
     and CAM its registered head unless `layer=` / `head=` say otherwise.
     """
     if arch:
-        from cvdemo.models import get_spec
-
         spec = get_spec(arch)
         if method in ("gradcam", "guided_gradcam") and "layer" not in options:
             options["layer"] = spec.cam_layer
@@ -237,8 +237,6 @@ def _check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def find_cam_layer(model: nn.Module) -> str:
     """Dotted path of the last nn.Conv2d in module order: a spatial feature map for any CNN."""
-    from cvdemo.models import module_paths
-
     names = module_paths(model, nn.Conv2d)
     if not names:
         raise ModelError(f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no feature map; "
@@ -249,8 +247,6 @@ def find_cam_layer(model: nn.Module) -> str:
 def _layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
     if isinstance(layer, nn.Module):
         return layer
-    from cvdemo.embed import layer_module
-
     return layer_module(model, layer if layer is not None else find_cam_layer(model))
 
 
@@ -451,8 +447,6 @@ def _cam(session: _Session, xb: torch.Tensor, target: int | None, head: str | No
     """Classic CAM (Zhou et al. 2016): sum_k w[target, k] * F_k, where F is the feature map whose global
     average is the input of the linear head. The structure is checked on this very forward pass:
     a network with layers between the pooling and the head gets a clear error."""
-    from cvdemo.embed import last_linear, layer_module
-
     model = session.model
     head_module = layer_module(model, head or last_linear(model))
     if not isinstance(head_module, nn.Linear):

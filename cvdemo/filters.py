@@ -15,6 +15,7 @@ from torch import nn
 
 from cvdemo.errors import ModelError
 from cvdemo.models import module_paths
+from cvdemo.models.features import capture, layer_module
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
@@ -34,8 +35,6 @@ def first_layer_filters(model: nn.Module) -> tuple[str, np.ndarray]:
 def feature_maps(model: nn.Module, image: torch.Tensor, layer: str | None = None) -> tuple[str, np.ndarray]:
     """(layer path, activations float32 (C, h, w)) of one model input (1, C, H, W) at `layer`
     (default: the first convolution). The hook is removed afterwards, error or not."""
-    from cvdemo.embed import capture, layer_module
-
     name = layer or first_conv(model)[0]
     module = layer_module(model, name)
     was_training = model.training

@@ -10,6 +10,7 @@
 Every whole-file write is atomic (temporary file in the same folder, then
 rename), so a killed process leaves the previous version intact. A run whose
 status says running but whose process is gone is reported as `interrupted`.
+Checkpoint files are written and read by `cvdemo.checkpoint`.
 """
 
 from __future__ import annotations
@@ -17,19 +18,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import socket
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TypeAlias
 
-from cvdemo.errors import CheckpointError, CvdemoError
+from cvdemo import limits
+from cvdemo.config import RunConfig
+from cvdemo.errors import CvdemoError
+
+RunDir: TypeAlias = Path
+"""A run's folder, as laid out in this module's docstring: what every run-store function takes."""
 
 STATES = ("queued", "running", "completed", "diverged", "cancelled", "failed", "interrupted")
 FINISHED = ("completed", "diverged", "cancelled", "failed", "interrupted")
-CHECKPOINT_FORMAT = "cvdemo-checkpoint/1"
 
 
 def default_root() -> Path:
@@ -77,10 +82,8 @@ def _slug(text: str, limit: int = 24) -> str:
     return out[:limit] or "data"
 
 
-def create_run(root: Path | str, config: Any) -> Path:
+def create_run(root: Path | str, config: RunConfig) -> RunDir:
     """Make a new run folder with config.json and status `queued`; ids never collide."""
-    from cvdemo.config import RunConfig
-
     assert isinstance(config, RunConfig)
     root = Path(root)
     try:
@@ -101,7 +104,7 @@ def create_run(root: Path | str, config: Any) -> Path:
     raise CvdemoError(f"could not find a free run id under {root}")  # pragma: no cover
 
 
-def write_status(run_dir: Path, state: str, message: str = "", **extra: Any) -> dict[str, Any]:
+def write_status(run_dir: RunDir, state: str, message: str = "", **extra: Any) -> dict[str, Any]:
     assert state in STATES, state
     status = {"state": state, "message": message, "pid": os.getpid(), "host": socket.gethostname(),
               "updated": time.time(), **extra}
@@ -124,7 +127,7 @@ def _process_alive(pid: int) -> bool:
         return True
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
+def read_status(run_dir: RunDir) -> dict[str, Any]:
     """status.json as written, except that a running run whose process died reads `interrupted`."""
     path = Path(run_dir) / "status.json"
     try:
@@ -154,18 +157,18 @@ def read_status(run_dir: Path) -> dict[str, Any]:
     return status
 
 
-def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+def append_metrics(run_dir: RunDir, record: dict[str, Any]) -> None:
     with open(Path(run_dir) / "metrics.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
 
 
-def rewrite_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def rewrite_metrics(run_dir: RunDir, records: list[dict[str, Any]]) -> None:
     """Replace metrics.jsonl atomically (a resumed run drops the lines of an unfinished epoch)."""
     write_atomic(Path(run_dir) / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+def read_metrics(run_dir: RunDir) -> list[dict[str, Any]]:
     """All complete metric lines; a half-written last line (process killed) is ignored."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
@@ -182,7 +185,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 @dataclass
 class RunInfo:
     """What a run list shows about one run folder."""
-    path: Path
+    path: RunDir
     id: str
     state: str
     message: str
@@ -200,7 +203,7 @@ class RunInfo:
         return d
 
 
-def run_info(run_dir: Path) -> RunInfo:
+def run_info(run_dir: RunDir) -> RunInfo:
     run_dir = Path(run_dir)
     try:
         config = read_json(run_dir / "config.json")
@@ -230,7 +233,7 @@ def list_runs(root: Path | str | None = None) -> list[RunInfo]:
     return sorted(runs, key=lambda r: (r.created, r.id), reverse=True)
 
 
-def run_path(run_id: str, root: Path | str | None = None) -> Path:
+def run_path(run_id: str, root: Path | str | None = None) -> RunDir:
     """The folder of the run called `run_id` under root; an id that could reach outside root is refused.
 
     Ids come from lists, URLs and forms: only a plain folder name is one ('..', separators, a leading
@@ -244,7 +247,7 @@ def run_path(run_id: str, root: Path | str | None = None) -> Path:
     return root / text
 
 
-def resolve_run(run: str | Path, root: Path | str | None = None) -> Path:
+def resolve_run(run: str | Path, root: Path | str | None = None) -> RunDir:
     """A run given as a path (the user's own, on the command line) or as an id under root."""
     path = Path(run)
     if not _is_run(path):
@@ -269,57 +272,9 @@ def _short(text: str) -> str:
     return repr(text) if len(text) <= 80 else repr(text[:77] + "...")
 
 
-# -- checkpoints ---------------------------------------------------------------------------------
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to a temporary file, then rename: a crash mid-write keeps the old checkpoint."""
-    import io
-
-    import torch
-
-    buf = io.BytesIO()
-    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buf)
-    write_atomic(Path(path), buf.getvalue())
-
-
-def load_checkpoint(path: Path | str) -> dict[str, Any]:
-    """Load with weights_only=True (never unpickles code); damaged or foreign files -> CheckpointError."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-
-    def damaged(detail: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {path.name} is damaged or not a PyTorch file{detail}: train the run "
-                               f"again, or restore the file from a copy")
-
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist: train the run first, or check the path")
-    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; anything else is not ours
-        raise damaged(" (it is empty)" if path.stat().st_size == 0 else "")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"checkpoint {path.name} holds Python objects besides weights and was refused for "
-                              f"safety ({_first_line(e)}): use only checkpoints written by cvdemo, and never "
-                              f"load this file with plain torch.load") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError,
-            zipfile.BadZipFile, MemoryError) as e:
-        raise damaged(f" ({_first_line(e)})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path.name} is not a cvdemo checkpoint; train a run with cvdemo to get one")
-    return ckpt
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:120] if text else type(e).__name__
-
-
 # -- background jobs -----------------------------------------------------------------------------
 
-def launch(config: Any, root: Path | str | None = None) -> Path:
+def launch(config: RunConfig, root: Path | str | None = None) -> RunDir:
     """Create a run and train it in a separate process that outlives the caller (app reruns, closed tabs).
 
     The child's output goes to the run's `log.txt`; its progress is read from the folder.
@@ -343,7 +298,7 @@ class CancelledWhileQueued(CvdemoError):
     """SIGTERM reached a background run that was still waiting for a free training slot."""
 
 
-def wait_for_slot(run_dir: Path, limit: int | None = None, poll: float = 0.25) -> Any:
+def wait_for_slot(run_dir: RunDir, limit: int | None = None, poll: float = 0.25) -> IO[bytes] | None:
     """Block until this run may train: at most `limit` (default `limits.max_running()`, 0 = no limit)
     background runs under the same runs folder train at once; the others wait here, `queued`.
 
@@ -354,8 +309,6 @@ def wait_for_slot(run_dir: Path, limit: int | None = None, poll: float = 0.25) -
     """
     import signal
     import threading
-
-    from cvdemo import limits
 
     limit = limits.max_running() if limit is None else limit
     try:
@@ -371,7 +324,7 @@ def wait_for_slot(run_dir: Path, limit: int | None = None, poll: float = 0.25) -
     except OSError as e:
         raise CvdemoError(f"cannot create {folder} to queue runs: {e.strerror or e}") from None
 
-    def try_slots() -> Any:
+    def try_slots() -> IO[bytes] | None:
         for k in range(limit):
             f = open(folder / f"{k}.lock", "a+b")
             try:
@@ -403,7 +356,7 @@ def wait_for_slot(run_dir: Path, limit: int | None = None, poll: float = 0.25) -
             signal.signal(signal.SIGTERM, previous)
 
 
-def cancel(run_dir: Path) -> bool:
+def cancel(run_dir: RunDir) -> bool:
     """Ask a queued or running run to stop (SIGTERM to its process); it saves and marks itself cancelled.
 
     Returns False when there is nothing to stop (the run already finished or its process is gone).
@@ -424,3 +377,15 @@ def cancel(run_dir: Path) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def delete_run(run_dir: RunDir, root: Path | str | None = None) -> None:
+    """Remove a finished run's folder. Only a real folder directly under `root` (default: the runs root)
+    that holds a run is removed; anything else, or a run still queued or running, is a CvdemoError."""
+    root = Path(root if root is not None else default_root()).resolve()
+    path = Path(run_dir)
+    if path.is_symlink() or path.resolve().parent != root or not (path / "config.json").is_file():
+        raise CvdemoError(f"{path} is not a run folder under {root}; nothing was deleted")
+    if read_status(path).get("state") in ("queued", "running"):
+        raise CvdemoError(f"run {path.name} is still running: cancel it first, then delete it")
+    shutil.rmtree(path)

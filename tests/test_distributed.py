@@ -10,9 +10,11 @@ import torch
 from helpers import ROOT
 
 from cvdemo.data.loader import SeededSampler, TensorBatches
+from cvdemo.data.sharding import shard_order, shard_size
 from cvdemo.train import distributed
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_ranks_make_one_complete_run(tmp_path):
     out, scratch = tmp_path / "runs", tmp_path / "tmp"
     scratch.mkdir()
@@ -42,11 +44,11 @@ def test_torchrun_two_cpu_ranks_make_one_complete_run(tmp_path):
     assert not list(scratch.glob("cvdemo-rank*"))  # rank 1's scratch records were removed
 
     # The validation figures were summed over both ranks' halves: they equal one process evaluating best.pt.
+    from cvdemo.checkpoint import load_checkpoint
     from cvdemo.config import RunConfig
     from cvdemo.data import make_loader
-    from cvdemo.runs import load_checkpoint
     from cvdemo.train import evaluate
-    from cvdemo.train.job import build_setup
+    from cvdemo.train.setup import build_setup
 
     setup = build_setup(RunConfig.from_json_file(run / "config.json"))
     setup.model.load_state_dict(load_checkpoint(run / "best.pt")["state_dict"])
@@ -71,12 +73,12 @@ def test_launch_is_read_from_torchruns_variables():
 @pytest.mark.parametrize("n, world", [(10, 2), (11, 2), (11, 3), (2, 3), (0, 2)])
 def test_shards_deal_out_one_epoch(n, world):
     order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-    shares = [distributed.shard_order(order, r, world, pad=False) for r in range(world)]
+    shares = [shard_order(order, r, world, pad=False) for r in range(world)]
     assert sorted(torch.cat(shares).tolist()) == sorted(order.tolist())  # each sample exactly once
-    assert [len(s) for s in shares] == [distributed.shard_size(n, r, world, pad=False) for r in range(world)]
-    padded = [distributed.shard_order(order, r, world, pad=True) for r in range(world)]
+    assert [len(s) for s in shares] == [shard_size(n, r, world, pad=False) for r in range(world)]
+    padded = [shard_order(order, r, world, pad=True) for r in range(world)]
     sizes = {len(s) for s in padded}
-    assert sizes == {-(-n // world)} and sizes == {distributed.shard_size(n, 0, world, pad=True)}
+    assert sizes == {-(-n // world)} and sizes == {shard_size(n, 0, world, pad=True)}
     assert set(torch.cat(padded).tolist()) == set(order.tolist())  # every sample, a few twice
 
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from cvdemo import embed
+from cvdemo.models.features import capture
 
 
 def no_hooks(model: nn.Module) -> bool:
@@ -41,6 +42,7 @@ def test_knn_accuracy_equals_scikit_learn_leave_one_out():
     assert embed.knn_accuracy(coords, labels) == pytest.approx(ref)
 
 
+@pytest.mark.slow
 def test_tsne_of_trained_lenet_features_separates_the_digits(digits_run, tmp_path):
     from sklearn.model_selection import cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -69,10 +71,10 @@ def test_pca_of_a_named_layer_with_limit_picks_stratified_samples(digits_run):
 
 def test_hooks_are_removed_even_when_the_forward_pass_fails():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
-    with pytest.raises(RuntimeError), embed.capture(model[3], "input"):
+    with pytest.raises(RuntimeError), capture(model[3], "input"):
         model(torch.zeros(1, 1, 5, 5))  # wrong size: the linear layer fails
     assert no_hooks(model)
-    with embed.capture(model[0]) as seen:
+    with capture(model[0]) as seen:
         model(torch.zeros(2, 1, 8, 8))
     assert seen[0].shape == (2, 4, 6, 6) and no_hooks(model)
 
@@ -94,6 +96,7 @@ def test_pretrained_backbone_reads_the_same_samples(tmp_path):
     """A fine-tuned efficientnet_lite0 run (weights perturbed instead of trained, to keep the test short)
     against its ImageNet backbone: same samples, different features."""
     from cvdemo import runs
+    from cvdemo.checkpoint import save_checkpoint
     from cvdemo.config import RunConfig
     from cvdemo.models import create_model
 
@@ -104,7 +107,7 @@ def test_pretrained_backbone_reads_the_same_samples(tmp_path):
     model = create_model("efficientnet_lite0", 10, pretrained=True)
     with torch.no_grad():
         model._conv_head.weight.mul_(1.5)
-    runs.save_checkpoint(run / "best.pt", {
+    save_checkpoint(run / "best.pt", {
         "model": "efficientnet_lite0", "num_classes": 10, "classes": [str(i) for i in range(10)],
         "in_channels": 3, "image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "model_kwargs": {},
         "state_dict": model.state_dict(), "epoch": 0})

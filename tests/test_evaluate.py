@@ -113,14 +113,14 @@ def test_evaluate_run_is_stored_once_and_matches_training(digits_run, monkeypatc
 
 
 def test_a_new_checkpoint_is_evaluated_again(digits_run, tmp_path):
-    from cvdemo import runs
+    from cvdemo.checkpoint import load_checkpoint, save_checkpoint
 
     run = tmp_path / "copy"
     shutil.copytree(digits_run, run, ignore=shutil.ignore_patterns("analysis"))
     first = ev.predict_split(run)
-    ckpt = runs.load_checkpoint(run / "best.pt")
+    ckpt = load_checkpoint(run / "best.pt")
     ckpt["state_dict"] = {k: v * 0.5 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    runs.save_checkpoint(run / "best.pt", {k: v for k, v in ckpt.items() if k != "format"})
+    save_checkpoint(run / "best.pt", {k: v for k, v in ckpt.items() if k != "format"})
     second = ev.predict_split(run)
     assert second.digest == ev.file_digest(run / "best.pt") != first.digest
     assert not np.allclose(second.logits, first.logits)

@@ -10,7 +10,8 @@ import torch
 from helpers import cvdemo
 from PIL import Image
 
-from cvdemo import __version__, runs
+from cvdemo import __version__
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.errors import CheckpointError
 from cvdemo.evaluate import evaluate_run, load_split, predict_split, sample_images
 from cvdemo.export import ExportedClassifier, export_run, is_export, onnx_input
@@ -58,7 +59,7 @@ def test_images_of_any_size_and_colour_are_prepared_as_the_run_prepares_them(dig
 
 def test_model_card_says_what_the_model_is_and_how_well_it_does(digits_run, exported):
     card = json.loads((exported / "model_card.json").read_text())
-    ckpt = runs.load_checkpoint(digits_run / "best.pt")
+    ckpt = load_checkpoint(digits_run / "best.pt")
     r = evaluate_run(digits_run, "test", "best")
     assert card["classes"] == [str(i) for i in range(10)] and card["num_classes"] == 10
     assert card["architecture"] == "lenet" and card["model_format"] == "torchscript" and card["file"] == "model.pt"

@@ -6,10 +6,14 @@ import os
 import signal
 import time
 
+import pytest
 from helpers import cvdemo
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.config import RunConfig
+
+pytestmark = pytest.mark.slow  # every test here launches a background training process and waits on it
 
 # Slow enough per epoch (a wide network on digits at 64 px) that the tests can act mid-run.
 SLOW = {"model": {"name": "lenet_custom"}, "data": {"image_size": 64},
@@ -37,7 +41,7 @@ def test_sigterm_cancels_with_a_checkpoint_and_resume_finishes(tmp_path):
     assert runs.cancel(run_dir)
     status = wait_for(lambda: (s := runs.read_status(run_dir))["state"] not in ("queued", "running") and s)
     assert status["state"] == "cancelled", status
-    last = runs.load_checkpoint(run_dir / "last.pt")
+    last = load_checkpoint(run_dir / "last.pt")
     assert last["epoch"] == epochs_done(run_dir) >= 1
     assert not runs.cancel(run_dir)  # nothing left to stop
     shorter = cfg.replace(train={"epochs": last["epoch"] + 1})
@@ -57,7 +61,7 @@ def test_kill_9_reads_interrupted_keeps_checkpoints_and_resumes(tmp_path):
     status = wait_for(lambda: (s := runs.read_status(run_dir))["state"] == "interrupted" and s)
     assert "stopped without finishing" in status["message"]
     before = (run_dir / "last.pt").read_bytes()
-    last = runs.load_checkpoint(run_dir / "last.pt")  # intact: written atomically
+    last = load_checkpoint(run_dir / "last.pt")  # intact: written atomically
     assert last["epoch"] >= 1
     runs.write_json(run_dir / "config.json", cfg.replace(train={"epochs": last["epoch"] + 1}).to_dict())
     proc = cvdemo("train", "--resume", str(run_dir), "--json")

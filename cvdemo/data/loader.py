@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 import torch
 
 from cvdemo.data.imageset import ImageSet
+from cvdemo.data.sharding import shard_order, shard_size
 from cvdemo.errors import DataError
 
 AUGMENT_PRESETS: tuple[str, ...] = ("none", "standard", "rrc", "trivialaugment")
@@ -171,7 +172,7 @@ class SampleLoader:
         self.loader.sampler.epoch = epoch
 
     def shard(self, rank: int, world: int, *, pad: bool) -> None:
-        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.train.distributed)."""
+        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.data.sharding)."""
         self.loader.sampler.shard(rank, world, pad=pad)
 
     def __getattr__(self, name: str):
@@ -225,12 +226,10 @@ class TensorBatches:
         self.epoch = epoch
 
     def shard(self, rank: int, world: int, *, pad: bool) -> None:
-        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.train.distributed)."""
+        """From now on yield only rank `rank`'s share of each epoch (see cvdemo.data.sharding)."""
         self.rank, self.world, self.pad = rank, world, pad
 
     def _count(self) -> int:
-        from cvdemo.train.distributed import shard_size
-
         return shard_size(len(self.labels), self.rank, self.world, pad=self.pad)
 
     def __len__(self) -> int:
@@ -250,8 +249,6 @@ class TensorBatches:
                                   torch.randint(0, 2, (n,), generator=g)])  # (3, n): dy, dx, flip per position
         self.epoch += 1
         if self.world > 1:
-            from cvdemo.train.distributed import shard_order
-
             positions = shard_order(torch.arange(n), self.rank, self.world, pad=self.pad)
             order = positions if order is None else order[positions]
             shifts = shifts[:, positions] if shifts is not None else None
@@ -293,8 +290,6 @@ class SeededSampler(torch.utils.data.Sampler):
         self.rank, self.world, self.pad = rank, world, pad
 
     def __len__(self) -> int:
-        from cvdemo.train.distributed import shard_size
-
         return shard_size(self.n, self.rank, self.world, pad=self.pad)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
@@ -303,8 +298,6 @@ class SeededSampler(torch.utils.data.Sampler):
         order = torch.randperm(self.n, generator=g) if self.shuffle else torch.arange(self.n)
         seeds = torch.randint(0, 2**62, (self.n,), generator=g)
         if self.world > 1:
-            from cvdemo.train.distributed import shard_order
-
             positions = shard_order(torch.arange(self.n), self.rank, self.world, pad=self.pad)
             order, seeds = order[positions], seeds[positions]
         return iter(zip(order.tolist(), seeds.tolist(), strict=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from PIL import Image
 
 from cvdemo.data.decode import GRAY_MODES, to_mode
 from cvdemo.data.imageset import ImageSet
+from cvdemo.data.loader import make_loader
 
 
 def to_model_input(x: torch.Tensor, *, size: int, mean: Sequence[float], std: Sequence[float],
@@ -86,8 +87,8 @@ def compute_mean_std(images: ImageSet, max_images: int = 5000) -> tuple[tuple[fl
         return (0.5,) * c, (0.25,) * c
     k = min(n, max(1, int(max_images)))
     idx = np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
-    total = None
-    squares = None
+    total: torch.Tensor | None = None
+    squares: torch.Tensor | None = None
     count = 0
     for batch in _batches(images, idx):
         b = batch.to(torch.int64)
@@ -96,13 +97,14 @@ def compute_mean_std(images: ImageSet, max_images: int = 5000) -> tuple[tuple[fl
         total = s1 if total is None else total + s1
         squares = s2 if squares is None else squares + s2
         count += b.shape[0] * b.shape[2] * b.shape[3]
+    assert total is not None and squares is not None  # idx holds at least one image
     mean = total.double() / count / 255.0
     var = squares.double() / count / 255.0**2 - mean**2
     std = var.clamp_min(0).sqrt()
     return tuple(float(m) for m in mean), tuple(max(float(s), 1e-6) if math.isfinite(s) else 1.0 for s in std)
 
 
-def _batches(images: ImageSet, idx: np.ndarray):
+def _batches(images: ImageSet, idx: np.ndarray) -> Iterator[torch.Tensor]:
     """uint8 (b, C, H, W) chunks of the images at `idx`, a few million pixels at a time."""
     if images.images is not None:
         per = max(1, 2**22 // max(1, images.images[0].numel()))
@@ -110,7 +112,5 @@ def _batches(images: ImageSet, idx: np.ndarray):
         for lo in range(0, len(idx), per):
             yield images.images[t[lo:lo + per]]
         return
-    from cvdemo.data.loader import make_loader
-
     for x, _ in make_loader(images.subset(idx), batch_size=64, shuffle=False):
         yield x

@@ -21,6 +21,7 @@ from typing import Any
 from torch import nn
 
 from cvdemo.errors import ModelError
+from cvdemo.models.weights import imagenet_categories, package_weights_available, torchvision_weights_cached
 
 Builder = Callable[..., nn.Module]
 
@@ -178,12 +179,8 @@ def pretrained_offline(name: str) -> bool:
     """True if `name`'s pretrained weights can be loaded right now without network access."""
     entry = _entry(name)
     if entry.spec.pretrained == "package":
-        from cvdemo.models.weights import package_weights_available
-
         return package_weights_available(name)
     if entry.spec.pretrained == "torchvision":
-        from cvdemo.models.weights import torchvision_weights_cached
-
         return torchvision_weights_cached(entry.weights_from)
     return False
 
@@ -250,6 +247,4 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def imagenet_classes() -> list[str]:
     """The 1000 ImageNet class names in the standard index order, available offline."""
-    from cvdemo.models.weights import imagenet_categories
-
     return list(imagenet_categories())

@@ -24,7 +24,6 @@ parameters when it wraps the model) and --resume.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from cvdemo.device import resolve_device
 from cvdemo.errors import ConfigError
 
 
@@ -88,8 +88,6 @@ def process_group(launch: Launch | None, device: str) -> Iterator[None]:
     if launch is None:
         yield
         return
-    from cvdemo.train.job import resolve_device
-
     use_cuda = resolve_device(device).type == "cuda"
     if use_cuda:
         if launch.local_rank >= torch.cuda.device_count():
@@ -132,27 +130,6 @@ def shard(loader: Any, rank: int, world: int, *, pad: bool) -> None:
     if not hasattr(loader, "shard"):
         raise TypeError(f"{type(loader).__name__} cannot be split across ranks (it has no shard method)")
     loader.shard(rank, world, pad=pad)
-
-
-def shard_order(order: torch.Tensor, rank: int, world: int, *, pad: bool) -> torch.Tensor:
-    """This rank's share of an epoch's order (1-D): order[rank::world]. With `pad`, the order is first
-    extended with its own beginning to a multiple of `world`, so every rank gets ceil(n / world)."""
-    if world == 1:
-        return order
-    if pad and len(order) % world:
-        total = math.ceil(len(order) / world) * world
-        repeats = math.ceil(total / max(len(order), 1))
-        order = order.repeat(repeats)[:total]
-    return order[rank::world]
-
-
-def shard_size(n: int, rank: int, world: int, *, pad: bool) -> int:
-    """len(shard_order(range(n), rank, world, pad=pad))."""
-    if world == 1:
-        return n
-    if pad:
-        return math.ceil(n / world) if n else 0
-    return len(range(rank, n, world))
 
 
 def reduce_sums(values: Sequence[float | torch.Tensor], device: torch.device) -> list[float]:

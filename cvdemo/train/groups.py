@@ -19,6 +19,7 @@ from torch import nn
 
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError
+from cvdemo.models import get_spec, group_parameters
 
 
 @dataclass
@@ -38,8 +39,6 @@ class LayerGroup:
 
 def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
     """The model's layer groups with their learning-rate multipliers and unfreezing epochs."""
-    from cvdemo.models import get_spec, group_parameters
-
     named = group_parameters(model, get_spec(config.model.name))
     names = [n for n, _ in named]
     t, n = config.train, len(named)

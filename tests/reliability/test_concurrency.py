@@ -18,6 +18,7 @@ import pytest
 from helpers import cvdemo
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.config import RunConfig
 
 TWO_SECONDS = {"data": {"limit_train": 400, "limit_test": 50}, "train": {"epochs": 1, "batch_size": 8}}
@@ -105,6 +106,7 @@ def states(dirs: list[Path]) -> list[str]:
     return [runs.read_status(d)["state"] for d in dirs]
 
 
+@pytest.mark.slow
 def test_background_runs_queue_for_slots_train_side_by_side_and_cancel_while_queued(runs_root, monkeypatch):
     monkeypatch.setenv("CVDEMO_MAX_RUNNING", "2")
     (runs_root / "holder-a").mkdir()
@@ -151,7 +153,7 @@ def test_background_runs_queue_for_slots_train_side_by_side_and_cancel_while_que
         assert peak <= 2
         assert both_ran, "the two runs never trained at the same time"
         for d in launched[:2]:  # each finished into its own folder, with its own checkpoints
-            assert runs.load_checkpoint(d / "best.pt")["epoch"] == 1
+            assert load_checkpoint(d / "best.pt")["epoch"] == 1
             assert runs.read_json(d / "summary.json")["run"] == str(d)
         assert not (launched[2] / "last.pt").exists()
     finally:

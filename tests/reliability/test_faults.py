@@ -22,6 +22,7 @@ from helpers import ROOT
 from hostile import assert_sentence
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
 from cvdemo.train.job import run_training
@@ -36,6 +37,7 @@ def epoch_lines(run_dir: Path) -> list[int]:
     return [m["epoch"] for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_reads_interrupted_keeps_last_checkpoint_and_resumes(runs_root):
     run_dir = runs.create_run(runs_root, RunConfig().replace(**KILLABLE))
     proc = subprocess.Popen([sys.executable, "-m", "cvdemo", "train", "--run-dir", str(run_dir)], cwd=ROOT,
@@ -55,7 +57,7 @@ def test_kill_9_mid_epoch_reads_interrupted_keeps_last_checkpoint_and_resumes(ru
     status = runs.read_status(run_dir)
     assert status["state"] == "interrupted", status
     assert_sentence(status["message"], "stopped without finishing", "resume it")
-    last = runs.load_checkpoint(run_dir / "last.pt")  # intact and loadable: written atomically
+    last = load_checkpoint(run_dir / "last.pt")  # intact and loadable: written atomically
     done = epoch_lines(run_dir)
     assert last["epoch"] == 1 and len(done) in (1, 2)  # 2 only if killed between a metrics line and last.pt
     partial = [m for m in runs.read_metrics(run_dir) if m["kind"] == "step" and m["epoch"] > last["epoch"]]
@@ -69,7 +71,7 @@ def test_kill_9_mid_epoch_reads_interrupted_keeps_last_checkpoint_and_resumes(ru
     assert epoch_lines(run_dir) == [1, 2]
     steps = [m["step"] for m in runs.read_metrics(run_dir) if m["kind"] == "step"]
     assert steps == sorted(set(steps)), "the killed epoch's step lines were not dropped on resume"
-    assert runs.load_checkpoint(run_dir / "last.pt")["epoch"] == 2
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 2
 
 
 class AtBatch:
@@ -138,7 +140,7 @@ def test_run_folder_made_read_only_while_training_is_a_sentence_and_resumes(runs
         run_training(config, run_dir, callbacks=[AtBatch(1, 1, lambda t: read_only(run_dir))])
     assert_sentence(err.value, f"the run folder {run_dir} cannot be written (Permission denied)",
                     "make it writable, then resume the run")
-    assert runs.load_checkpoint(run_dir / "last.pt")["epoch"] == 1  # the finished epoch is kept
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1  # the finished epoch is kept
     read_only.release()
     summary = run_training(config, run_dir, resume=True)
     assert summary["status"] == "completed" and epoch_lines(run_dir) == [1, 2]
@@ -190,7 +192,7 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(runs_root, 
                     "free some space, then resume the run")
     assert "temp" in seen, "the checkpoint write was never reached"
     assert (run_dir / "last.pt").read_bytes() == seen["before"]  # byte-for-byte the previous checkpoint
-    assert runs.load_checkpoint(run_dir / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 1
     assert not Path(seen["temp"]).exists() and not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
     status = runs.read_status(run_dir)
     assert status["state"] == "failed" and "is full" in status["message"]

@@ -10,6 +10,7 @@ from helpers import cvdemo
 from hostile import assert_cli_error, assert_sentence, class_image, snapshot
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint, save_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import CheckpointError
 from cvdemo.predict import Classifier
@@ -27,7 +28,7 @@ class Payload:
 
 
 def good(run_dir, which="best.pt") -> dict:
-    return runs.load_checkpoint(run_dir / which)
+    return load_checkpoint(run_dir / which)
 
 
 def plant(run_dir, which: str, content) -> None:
@@ -36,7 +37,7 @@ def plant(run_dir, which: str, content) -> None:
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
-        runs.save_checkpoint(path, content)
+        save_checkpoint(path, content)
 
 
 def edited(**changes):

@@ -8,6 +8,7 @@ import torch
 from hostile import TINY, assert_sentence
 
 from cvdemo import runs
+from cvdemo.checkpoint import load_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError, CvdemoError
 from cvdemo.train.job import run_training
@@ -21,7 +22,7 @@ def test_batch_size_larger_than_the_data_set_trains_one_full_batch_per_epoch(run
     assert summary["data"]["train"] == 30
     steps = [m["step"] for m in runs.read_metrics(run_dir) if m["kind"] == "step"]
     assert steps == [1, 2]  # one optimisation step per epoch, over all 30 images
-    assert runs.load_checkpoint(run_dir / "last.pt")["step"] == 2
+    assert load_checkpoint(run_dir / "last.pt")["step"] == 2
 
 
 @pytest.mark.parametrize("model, size", [("alexnet", 16), ("vgg11", 8), ("lenet", 8)])

@@ -1,0 +1,55 @@
+"""The frozen-backbone shortcut: when only the head learns and nothing random touches the images,
+the backbone's output is the same every epoch, so it is computed once and the head trains on it.
+
+    if can_cache_features(config, setup):
+        train_batches = feature_batches(setup, setup.bundle.train, head, amp, 64, shuffle=True, seed=0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from cvdemo.config import RunConfig
+from cvdemo.data import make_loader
+from cvdemo.data.loader import TensorBatches
+from cvdemo.models.features import capture
+from cvdemo.train.setup import Setup
+
+__all__ = ["can_cache_features", "head_inputs", "feature_batches"]
+
+
+def can_cache_features(config: RunConfig, setup: Setup) -> bool:
+    """True when training would recompute identical backbone features every epoch."""
+    t = config.train
+    head_only = all(g.trains_from is None for g in setup.groups[:-1])
+    return (t.cache_features and head_only and config.data.augment == "none" and t.mixup == 0 and t.cutmix == 0
+            and not t.compile)
+
+
+@torch.no_grad()
+def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
+                batch_size: int = 256) -> torch.Tensor:
+    """The frozen model's input to its head for every image, in order: float (N, D) on the device."""
+    was_training = setup.model.training
+    setup.model.eval()
+    try:
+        with capture(head, "input") as captured:
+            done = 0
+            for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
+                with torch.autocast(setup.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                    setup.model(setup.prepare(x))
+                # fp32 as soon as seen (autocast may hand the head bf16), as the whole cache is kept
+                captured[done:] = [t.detach().float() for t in captured[done:]]
+                done = len(captured)
+    finally:
+        setup.model.train(was_training)
+    return torch.cat(captured)
+
+
+def feature_batches(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
+                    batch_size: int, shuffle: bool, seed: int) -> TensorBatches:
+    """Batches of (cached head inputs, labels) shuffled per epoch like the image loader."""
+    return TensorBatches(head_inputs(setup, images, head, amp), images.labels, batch_size=batch_size,
+                         shuffle=shuffle, seed=seed)

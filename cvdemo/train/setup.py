@@ -1,0 +1,112 @@
+"""Everything a run builds from its config before the first step: data, model, normalisation, device.
+
+    setup = build_setup(config)          # Setup: bundle, model on its device, layer groups, ...
+    x = setup.prepare(images)            # uint8 (B, C, h, w) -> the model's normalised float input
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from cvdemo.config import RunConfig
+from cvdemo.data import compute_mean_std, load_dataset, to_model_input
+from cvdemo.device import resolve_device
+from cvdemo.errors import ConfigError
+from cvdemo.models import count_parameters, create_model, get_spec
+from cvdemo.train.groups import LayerGroup, apply_freezing, plan_groups
+
+__all__ = ["Setup", "model_kwargs", "load_data", "build_setup", "check_input_size"]
+
+
+@dataclass
+class Setup:
+    """Everything built from a config before the first step."""
+    bundle: Any
+    model: torch.nn.Module
+    spec: Any
+    image_size: int
+    in_channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    device: torch.device
+    params_total: int
+    params_trainable: int
+    groups: list[LayerGroup]
+    channels_last: bool = False
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, h, w) -> float (B, in_channels, image_size, image_size) on the device, normalised."""
+        x = to_model_input(images.to(self.device, non_blocking=True), size=self.image_size,
+                           mean=self.mean, std=self.std, channels=self.in_channels)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def checkpoint_meta(self, config: RunConfig) -> dict[str, Any]:
+        """What inference needs to rebuild and feed the model from a run folder alone."""
+        return {"model": self.spec.name, "num_classes": len(self.bundle.classes),
+                "classes": list(self.bundle.classes), "in_channels": self.in_channels,
+                "image_size": self.image_size, "mean": list(self.mean), "std": list(self.std),
+                "model_kwargs": model_kwargs(config)}
+
+
+def model_kwargs(config: RunConfig) -> dict[str, Any]:
+    """Architecture options the config adds to `create_model` (saved in checkpoints to rebuild the model)."""
+    return {"zero_init_residual": True} if config.model.zero_init_residual else {}
+
+
+def load_data(config: RunConfig) -> Any:
+    """The DataBundle a run trains on: the same splits every time for the same config."""
+    d = config.data
+    image_size = d.image_size or get_spec(config.model.name).input_size
+    return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                        seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
+                        image_size=image_size, skip_bad=d.skip_bad)
+
+
+def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
+    """Load the data and build the model (head replaced, groups planned) on the chosen device.
+
+    `load_weights=False` skips downloading/loading pretrained weights (a resumed run loads its own).
+    """
+    torch.manual_seed(config.train.seed)
+    spec = get_spec(config.model.name)
+    image_size = config.data.image_size or spec.input_size
+    check_input_size(config, image_size)
+    bundle = load_data(config)
+    in_channels = bundle.channels if spec.flexible_channels and not config.model.pretrained else 3
+    model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
+                         in_channels=in_channels, **model_kwargs(config))
+    if config.model.pretrained:
+        # Pretrained weights expect the normalisation they were trained with.
+        mean, std = tuple(spec.mean), tuple(spec.std)
+    else:
+        mean, std = compute_mean_std(bundle.train)
+        if len(mean) != in_channels:  # grey data into a 3-channel network: same statistics per channel
+            mean, std = mean * in_channels, std * in_channels
+    groups = plan_groups(model, config)
+    apply_freezing(groups, epoch=1)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    if config.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    total, trainable = count_parameters(model)
+    return Setup(bundle, model, spec, image_size, in_channels, tuple(mean), tuple(std), device, total, trainable,
+                 groups, config.train.channels_last)
+
+
+def check_input_size(config: RunConfig, image_size: int) -> None:
+    """ConfigError when the architecture's layers shrink `image_size` images to nothing (e.g. AlexNet at 8 px),
+    found by a forward pass on the meta device: no memory, no arithmetic."""
+    spec = get_spec(config.model.name)
+    try:
+        with torch.device("meta"), torch.no_grad():
+            model = create_model(spec.name, 2, in_channels=3, **model_kwargs(config)).eval()
+            model(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError as e:
+        text = str(e).lower()
+        if "size" in text and any(w in text for w in ("too small", "greater than", "output size")):
+            raise ConfigError(f"{spec.name} cannot take {image_size}x{image_size} images (its layers shrink them "
+                              f"to nothing): use a larger --image-size, e.g. its default {spec.input_size}") from None
+        # anything else the meta device cannot run is left for the real forward pass
