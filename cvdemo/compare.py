@@ -22,6 +22,8 @@ from typing import Any
 from cvdemo import runs
 from cvdemo.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cvdemo.errors import ConfigError, CvdemoError
+from cvdemo.run_list import short_name
+from cvdemo.runs import RunInfo
 
 # Short names on the command line for the two fields people vary most.
 ALIASES = {"model": ("model", "name"), "data": ("data", "source")}
@@ -104,6 +106,34 @@ def comparison_rows(run_dirs: list[Path], varied: list[dict[str, Any]] | None = 
         row["seconds"] = round(summary["seconds"], 1) if "seconds" in summary else None
         rows.append(row)
     return rows
+
+
+# The app's column names for comparison_rows' keys.
+RESULT_NAMES = {"top1": "test top-1", "top2": "test top-2", "top5": "test top-5", "macro_f1": "test macro-F1",
+                "params": "parameters", "status": "state"}
+
+
+def result_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
+    """comparison_rows (test top-1/2/5, macro-F1, parameters, seconds) under readable column names, with the
+    settings people vary most (pretrained, epochs done, lr, batch size, optimizer, augment), one row per run."""
+    rows = []
+    for r, row in zip(found, comparison_rows([r.path for r in found])):
+        config = runs.read_json_or_empty(Path(r.path) / "config.json")
+        train = config.get("train", {})
+        rows.append({"run": short_name(r), **{RESULT_NAMES.get(k, k): v for k, v in row.items() if k != "run"},
+                     "pretrained": config.get("model", {}).get("pretrained"), "epochs": r.epochs_done,
+                     "lr": train.get("lr"), "batch size": train.get("batch_size"),
+                     "optimizer": train.get("optimizer"), "augment": config.get("data", {}).get("augment"),
+                     "best val top-1": r.best_val_top1})
+    return rows
+
+
+def flat_config(run_dir: Path) -> dict[str, Any]:
+    """{"train.lr": 0.003, ...}: every setting of a run's config.json, lists as comma-separated text."""
+    config = runs.read_json_or_empty(Path(run_dir) / "config.json")
+    return {f"{section}.{k}": (", ".join(map(str, v)) if isinstance(v, list) else v)
+            for section, values in config.items() if isinstance(values, dict)
+            for k, v in values.items()}
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -8,16 +8,19 @@
 Only settings that differ from the defaults go into a link, so links stay short. Keys are the
 config field names (`lr`, `batch_size`, `augment`, ...), with `model` for the architecture, `data`
 for the data source and `name` for the run's label; `train.lr`-style dotted keys are read too.
+A settings file is the other way to hand them out: `config_json` writes the shape of a run's
+config.json (what `cvdemo train --config` reads), `config_from_json` reads one back.
 Pure functions, no Streamlit: the app's pages call them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cvdemo.config import DataConfig, ModelConfig, RunConfig, TrainConfig, field_infos
+from cvdemo.config import DataConfig, FieldInfo, ModelConfig, RunConfig, TrainConfig, _parse, field_infos
 from cvdemo.errors import ConfigError
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
@@ -27,7 +30,7 @@ MAX_VALUE = 1000        # characters; longer values are refused, not parsed
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
-def _infos() -> dict[tuple[str, str], Any]:
+def _infos() -> dict[tuple[str, str], FieldInfo]:
     return {(section, info.name): info for section, cls in SECTIONS.items() for info in field_infos(cls)}
 
 
@@ -75,7 +78,7 @@ def config_to_query(config: RunConfig) -> dict[str, str]:
     return out
 
 
-def _value(text: str, info: Any) -> Any:
+def _value(text: str, info: FieldInfo) -> Any:
     """Query text -> the JSON-like value RunConfig.from_dict validates (ConfigError when it cannot be)."""
     t = text.strip()
     if t == "" and info.optional:
@@ -170,8 +173,6 @@ def config_from_query(params: Mapping[str, Any], base: RunConfig | None = None, 
 
 def _check_field(section: str, name: str, value: Any) -> None:
     """Validate one field's value on its own (type, range, choices), as RunConfig.from_dict would."""
-    from cvdemo.config import _parse  # the config's own field checks, one field at a time
-
     try:
         _parse(SECTIONS[section], {name: value}, section)
     except ConfigError as e:
@@ -179,3 +180,20 @@ def _check_field(section: str, name: str, value: Any) -> None:
         text = str(e)
         prefix = f"{section}.{name}"
         raise ConfigError(text.replace(prefix, query_key(section, name), 1)) from None
+
+
+def config_json(config: dict[str, Any]) -> str:
+    """A config dict (RunConfig.to_dict's shape) as a settings file: indented JSON, newline at the end."""
+    return json.dumps(config, indent=2) + "\n"
+
+
+def config_from_json(name: str, data: bytes) -> RunConfig:
+    """A settings file's bytes (a run's config.json, or config_json's output) -> RunConfig.
+
+    ConfigError in one sentence when `name` is not JSON or its settings are invalid."""
+    try:
+        raw = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ConfigError(f"{name} is not a JSON settings file: give a run's config.json or a file saved "
+                          "with Download these settings") from None
+    return RunConfig.from_dict(raw)

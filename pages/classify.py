@@ -1,15 +1,15 @@
 """Classify: upload photos and get a network's top guesses, from a trained run or an ImageNet network."""
 
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cvdemo import runs
+from cvdemo import limits, uploads
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
-from pages import common as ui
+from cvdemo.run_list import run_label, runs_with_weights
+from pages.ui import cached, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 
@@ -17,37 +17,37 @@ st.title("Classify")
 st.caption("Upload photos and see what a network thinks they are. The ImageNet network knows 1,000 everyday "
            "classes without any training; a run knows only the classes it was trained on.")
 
-done = [r for r in runs.list_runs(ui.runs_root()) if r.state == "completed" and (r.path / "best.pt").is_file()]
-labels = {ui.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 classes, no training needed)"}
-labels |= {str(r.path): f"Run {ui.run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
+done = [r for r in runs_with_weights() if r.state == "completed"]
+labels = {cached.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 classes, no training needed)"}
+labels |= {str(r.path): f"Run {run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
 left, right = st.columns([4, 1])
-source = left.selectbox("Network", list(labels), format_func=labels.get, key=ui.KEY_CLASSIFY_WITH)
-k = right.slider("Guesses per photo (top-k)", 1, 10, 5, key=ui.KEY_CLASSIFY_TOPK)
-files = st.file_uploader("Photos", accept_multiple_files=True, type=IMAGE_TYPES, max_upload_size=ui.MAX_IMAGE_MB,
-                         key=ui.KEY_CLASSIFY_FILES)
+source = left.selectbox("Network", list(labels), format_func=labels.get, key=state.KEY_CLASSIFY_WITH)
+k = right.slider("Guesses per photo (top-k)", 1, 10, 5, key=state.KEY_CLASSIFY_TOPK)
+files = st.file_uploader("Photos", accept_multiple_files=True, type=IMAGE_TYPES, max_upload_size=limits.max_image_mb(),
+                         key=state.KEY_CLASSIFY_FILES)
 if not files:
     st.info("Upload one or more photos (PNG, JPEG, …) to classify them.")
     st.stop()
 
 try:
-    stamp = 0.0 if source == ui.PRETRAINED else (Path(source) / "best.pt").stat().st_mtime
-    classifier = ui.load_classifier(source, stamp)
+    stamp = 0.0 if source == cached.PRETRAINED else cached.checkpoint_stamp(source)
+    classifier = cached.load_classifier(source, stamp)
 except (CvdemoError, OSError) as e:
-    ui.show_error(e if isinstance(e, CvdemoError) else CvdemoError(f"cannot read the run's checkpoint: {e}"))
+    widgets.show_error(e if isinstance(e, CvdemoError) else CvdemoError(f"cannot read the run's checkpoint: {e}"))
     st.stop()
 
 named = []
 for f in files:
     try:
         data = f.getvalue()
-        ui.check_size(f.name, data, ui.MAX_IMAGE_MB)
+        uploads.check_size(f.name, data, limits.max_image_mb())
         named.append((f.name, data, decode_image(data, f.name)))
     except CvdemoError as e:
-        ui.show_error(e)
+        widgets.show_error(e)
 if not named:
     st.stop()
 
-results = ui.top_k(classifier, [im for _, _, im in named], (source, stamp, tuple(d for _, d, _ in named)), k)
+results = cached.top_k(classifier, [im for _, _, im in named], (source, stamp, tuple(d for _, d, _ in named)), k)
 table = pd.DataFrame([{"image": name, "rank": rank, "class": g["class"], "probability": g["prob"]}
                       for (name, _, _), guesses in zip(named, results) for rank, g in enumerate(guesses, 1)])
 
@@ -66,4 +66,4 @@ st.subheader("All predictions")
 st.dataframe(table, hide_index=True, width="stretch",
              column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
 st.download_button("Download as CSV", table.to_csv(index=False), file_name="predictions.csv", mime="text/csv",
-                   icon=":material/download:", key=ui.KEY_CLASSIFY_CSV)
+                   icon=":material/download:", key=state.KEY_CLASSIFY_CSV)

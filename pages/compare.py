@@ -5,71 +5,73 @@ import pandas as pd
 import streamlit as st
 
 from cvdemo import runs
+from cvdemo.compare import flat_config, result_rows
 from cvdemo.errors import CvdemoError
-from pages import common as ui
+from cvdemo.run_list import run_label, run_rows, short_name
+from pages.ui import charts, sharing, state, widgets
 
 st.title("Runs")
 st.caption("Every training run on this computer, newest first. Pick a few to compare their curves and results.")
-ui.flash()
+widgets.flash()
 
-found = runs.list_runs(ui.runs_root())
+found = runs.list_runs(runs.default_root())
 if not found:
     st.info("No runs yet: start one on the Home or Train page.")
     st.stop()
 by_id = {r.id: r for r in found}
-st.dataframe(ui.runs_table(found), hide_index=True, width="stretch", column_config=ui.PERCENT_COLUMNS)
-rows = dict(zip(by_id, ui.result_rows(found)))
+st.dataframe(run_rows(found), hide_index=True, width="stretch", column_config=widgets.PERCENT_COLUMNS)
+rows = dict(zip(by_id, result_rows(found)))
 
 st.subheader("Compare runs")
 with_epochs = [r.id for r in found if r.epochs_done]
-chosen = st.multiselect("Runs to compare", with_epochs, key=ui.KEY_COMPARE,
+chosen = st.multiselect("Runs to compare", with_epochs, key=state.KEY_COMPARE,
                         default=[i for i in with_epochs if by_id[i].state == "completed"][:3],
-                        format_func=lambda i: ui.run_label(by_id[i]))
+                        format_func=lambda i: run_label(by_id[i]))
 if chosen:
     table = pd.DataFrame([rows[i] for i in chosen])
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={**ui.PERCENT_COLUMNS, "parameters": st.column_config.NumberColumn(format="localized"),
+                 column_config={**widgets.PERCENT_COLUMNS, "parameters": st.column_config.NumberColumn(format="localized"),
                                 "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
                                 "seconds": st.column_config.NumberColumn(format="%.0f")})
     st.download_button("Download this table (CSV)", table.to_csv(index=False), file_name="comparison.csv",
-                       mime="text/csv", icon=":material/download:", key=ui.KEY_COMPARE_CSV)
-    frame = ui.curves_frame({ui.short_name(by_id[i]): runs.read_metrics(by_id[i].path) for i in chosen})
+                       mime="text/csv", icon=":material/download:", key=state.KEY_COMPARE_CSV)
+    frame = charts.curves_frame({short_name(by_id[i]): runs.read_metrics(by_id[i].path) for i in chosen})
     left, right = st.columns(2)
     with left:
-        ui.draw_curve(frame, "top-1 accuracy", by_run=True, height=300)
+        charts.draw_curve(frame, "top-1 accuracy", by_run=True, height=300)
     with right:
-        ui.draw_curve(frame, "loss", by_run=True, height=300)
+        charts.draw_curve(frame, "loss", by_run=True, height=300)
     st.caption("Solid lines: training; dashed: validation. Test accuracy is measured once, at the end, "
                "on images no run ever trained or chose a checkpoint on.")
     picked = [by_id[i] for i in chosen]
-    covers = ui.report_key(picked)
-    stored = st.session_state.get(ui.KEY_REPORT)
-    if st.button("Make a report of these runs", icon=":material/description:", key=ui.KEY_REPORT_BUILD,
+    covers = sharing.report_key(picked)
+    stored = st.session_state.get(state.KEY_REPORT)
+    if st.button("Make a report of these runs", icon=":material/description:", key=state.KEY_REPORT_BUILD,
                  help="one HTML file with the settings, curves, metrics, confusion matrices, mistakes, "
                       "embeddings and explanations; it opens offline and prints"):
         try:
             with st.spinner("Evaluating the runs and drawing the figures…"):
-                stored = {"runs": covers, "html": ui.build_report(picked)}
+                stored = {"runs": covers, "html": sharing.build_report(picked)}
         except CvdemoError as e:
-            ui.show_error(e)
+            widgets.show_error(e)
         else:
-            st.session_state[ui.KEY_REPORT] = stored
+            st.session_state[state.KEY_REPORT] = stored
     if stored and stored["runs"] == covers:
         st.download_button("Download the report (HTML)", stored["html"], file_name="cvdemo-report.html",
-                           mime="text/html", icon=":material/download:", key=ui.KEY_REPORT_DOWNLOAD)
+                           mime="text/html", icon=":material/download:", key=state.KEY_REPORT_DOWNLOAD)
         st.caption(f"{len(stored['html']) / 2**20:.1f} MB, self-contained: the same file `cvdemo report` writes.")
 else:
     st.caption("Choose runs above to see their curves side by side.")
 
 st.subheader("Hyperparameters against results")
-scored = [rows[r.id] | ui.flat_config(r.path) for r in found if rows[r.id]["test top-1"] is not None]
+scored = [rows[r.id] | flat_config(r.path) for r in found if rows[r.id]["test top-1"] is not None]
 varying = [k for k in (scored[0] if scored else {}) if "." in k
            and len({str(s.get(k)) for s in scored}) > 1]
 if len(scored) < 2 or not varying:
     st.caption("Finish two or more runs that differ in a setting (say the learning rate) to see its effect here.")
 else:
     x = st.selectbox("Setting", varying, index=varying.index("train.lr") if "train.lr" in varying else 0,
-                     key=ui.KEY_SCATTER_X)
+                     key=state.KEY_SCATTER_X)
     data = pd.DataFrame([{"setting": s[x], "test top-1": s["test top-1"], "model": s["model"], "run": s["run"]}
                          for s in scored])
     numeric = pd.api.types.is_numeric_dtype(data["setting"]) and not pd.api.types.is_bool_dtype(data["setting"])
@@ -82,7 +84,7 @@ else:
 
 st.subheader("Download or delete a run")
 with_weights = [r.id for r in found if (r.path / "best.pt").is_file()]
-run_id = st.selectbox("Run", list(by_id), format_func=lambda i: ui.run_label(by_id[i]), key=ui.KEY_SELECTED_RUN,
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=state.KEY_SELECTED_RUN,
                       index=list(by_id).index(with_weights[0]) if with_weights else 0)
 r = by_id[run_id]
 left, right = st.columns(2)
@@ -90,20 +92,20 @@ with left:
     best = r.path / "best.pt"
     if best.is_file():
         st.download_button("Download best.pt", data=best.read_bytes, file_name=f"{r.id}-best.pt", icon=":material/download:",
-                           mime="application/octet-stream", key=ui.KEY_DOWNLOAD)
+                           mime="application/octet-stream", key=state.KEY_DOWNLOAD)
         st.caption(f"The weights with the best validation accuracy, {best.stat().st_size / 2**20:.1f} MB; "
                    "`cvdemo predict` and the Classify page read it.")
     else:
         st.caption("This run has no checkpoint (it did not finish an epoch).")
 with right:
-    sure = st.checkbox(f"Yes, delete run {r.id} and all its files", key=ui.KEY_DELETE_CONFIRM)
-    if st.button("Delete run", icon=":material/delete:", disabled=not sure, key=ui.KEY_DELETE):
+    sure = st.checkbox(f"Yes, delete run {r.id} and all its files", key=state.KEY_DELETE_CONFIRM)
+    if st.button("Delete run", icon=":material/delete:", disabled=not sure, key=state.KEY_DELETE):
         try:
-            ui.delete_run(r.path)
+            runs.delete_run(r.path)
         except CvdemoError as e:
-            ui.show_error(e)
+            widgets.show_error(e)
         else:
-            for key in (ui.KEY_SELECTED_RUN, ui.KEY_COMPARE, ui.KEY_DELETE_CONFIRM):
+            for key in (state.KEY_SELECTED_RUN, state.KEY_COMPARE, state.KEY_DELETE_CONFIRM):
                 st.session_state.pop(key, None)
-            ui.flash(f"Deleted run {r.id}.")
+            widgets.flash(f"Deleted run {r.id}.")
             st.rerun()

@@ -8,9 +8,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cvdemo import limits, uploads
 from cvdemo.data import AUGMENT_PRESETS, SOURCES, decode_image
 from cvdemo.errors import CvdemoError
-from pages import common as ui
+from pages.ui import cached, charts, state, widgets
 
 KINDS = {"digits": "Built-in digits", "torchvision": "A torchvision set", "zip": "A zip file",
          "images": "Image files", "folder": "A folder on this computer"}
@@ -23,13 +24,13 @@ st.title("Data")
 st.caption("Pick the images the network will learn from, and look at them first. "
            "The Train page uses the data chosen here.")
 
-config = ui.draft()
+config = state.draft()
 current = config["data"]["source"]
-info = st.session_state.get(ui.KEY_DATA_INFO, {})
+info = st.session_state.get(state.KEY_DATA_INFO, {})
 kinds = list(KINDS)
 guess = info.get("kind") or ("digits" if current == "digits" else "torchvision" if current in SOURCES else "folder")
 kind = st.radio("Where are the images?", kinds, index=kinds.index(guess), format_func=KINDS.get,
-                horizontal=True, key=ui.KEY_DATA_KIND)
+                horizontal=True, key=state.KEY_DATA_KIND)
 remembered = current if kind == guess else None  # the draft's data, when it is of this kind
 
 source, label = None, None
@@ -39,26 +40,26 @@ if kind == "digits":
 elif kind == "torchvision":
     names = list(SOURCES[1:])
     name = st.selectbox("Data set", names, index=names.index(current) if current in names else 0,
-                        key=ui.KEY_DATA_TORCHVISION)
+                        key=state.KEY_DATA_TORCHVISION)
     st.caption("Downloaded once into the cache folder (~/.cache/cvdemo or $CVDEMO_CACHE). "
                "Without internet only the sets already there load.")
-    if st.button(f"Load {name}", type="primary", icon=":material/download:", key=ui.KEY_DATA_LOAD) \
+    if st.button(f"Load {name}", type="primary", icon=":material/download:", key=state.KEY_DATA_LOAD) \
             or remembered == name:
         source, label = name, name
 elif kind == "zip":
     upload = st.file_uploader("A .zip of images: one folder per class, or train/ and test/ folders of classes",
-                              type=["zip"], max_upload_size=ui.MAX_ZIP_MB, key=ui.KEY_DATA_ZIP)
+                              type=["zip"], max_upload_size=limits.max_zip_mb(), key=state.KEY_DATA_ZIP)
     if upload is not None:
         try:
-            source, label = str(ui.save_zip(upload.getvalue())), upload.name
+            source, label = str(uploads.save_zip(upload.getvalue())), upload.name
         except CvdemoError as e:
-            ui.show_error(e)
+            widgets.show_error(e)
     elif remembered:
         source, label = remembered, info.get("label", remembered)
 elif kind == "images":
     files = st.file_uploader("Photos: give each one its class below", accept_multiple_files=True,
                              type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"],
-                             max_upload_size=ui.MAX_IMAGE_MB, key=ui.KEY_DATA_IMAGES) or []
+                             max_upload_size=limits.max_image_mb(), key=state.KEY_DATA_IMAGES) or []
     if files:
         columns = st.columns(6)
         items = []
@@ -68,19 +69,19 @@ elif kind == "images":
                 try:
                     st.image(decode_image(data, f.name), width="stretch")
                 except CvdemoError as e:
-                    ui.show_error(e)
+                    widgets.show_error(e)
                 default = re.split(r"[-_ .0-9]", Path(f.name).stem)[0] or "class"
-                items.append((st.text_input(f"class of {f.name}", default, key=f"{ui.KEY_DATA_CLASS}{i}"),
+                items.append((st.text_input(f"class of {f.name}", default, key=f"{state.KEY_DATA_CLASS}{i}"),
                               f.name, data))
-        if st.button(f"Make a data set of these {len(items)} images", type="primary", key=ui.KEY_DATA_MAKE):
+        if st.button(f"Make a data set of these {len(items)} images", type="primary", key=state.KEY_DATA_MAKE):
             try:
-                source, label = str(ui.save_labelled_images(items)), f"{len(items)} uploaded images"
+                source, label = str(uploads.save_labelled_images(items)), f"{len(items)} uploaded images"
             except CvdemoError as e:
-                ui.show_error(e)
+                widgets.show_error(e)
     if source is None and remembered:
         source, label = remembered, info.get("label", remembered)
 else:
-    path = st.text_input("Folder (or .zip) path on this computer", remembered or "", key=ui.KEY_DATA_FOLDER,
+    path = st.text_input("Folder (or .zip) path on this computer", remembered or "", key=state.KEY_DATA_FOLDER,
                          placeholder="/home/teacher/photos", help="one sub-folder per class, or train/ + test/")
     source, label = (path.strip(), path.strip()) if path.strip() else (None, None)
 
@@ -96,15 +97,15 @@ else:  # folders are resized when loaded: show them at the size the network will
 
     size = config["data"]["image_size"] or get_spec(config["model"]["name"]).input_size
 try:
-    overview = ui.data_overview(source, size)
+    overview = cached.data_overview(source, size)
 except CvdemoError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
     st.stop()
 
 classes, sizes = overview["classes"], overview["sizes"]
-ui.update_draft(data={"source": source, **({"skip_bad": True} if overview["skipped"] else {})})
-st.session_state[ui.KEY_DATA_INFO] = {"kind": kind, "source": source, "label": label,
-                                      "classes": len(classes), "channels": overview["channels"]}
+state.update_draft(data={"source": source, **({"skip_bad": True} if overview["skipped"] else {})})
+st.session_state[state.KEY_DATA_INFO] = {"kind": kind, "source": source, "label": label,
+                                         "classes": len(classes), "channels": overview["channels"]}
 st.success(f"The Train page will use **{label}**: {len(classes)} classes, "
            f"{sum(sizes.values()):,} images.", icon=":material/check_circle:")
 if overview["skipped"]:
@@ -150,16 +151,16 @@ for start in range(0, len(overview["samples"]), per_row):
     row = list(overview["samples"].items())[start:start + per_row]
     for column, (name, images) in zip(st.columns(per_row), row):
         count = overview["counts"]["train"][classes.index(name)]
-        column.image(ui.tile(images[:4], columns=1), caption=f"{name} ({count})", width="content")
+        column.image(charts.tile(images[:4], columns=1), caption=f"{name} ({count})", width="content")
 
 st.subheader("Augmentation preview")
 st.caption("The same training images after each random augmentation preset (chosen on the Train page). "
            "Augmentation shows the network a slightly different picture every epoch.")
-draft = ui.draft()
+draft = state.draft()
 try:
-    preview = ui.augment_preview(source, size, json.dumps(draft))
+    preview = cached.augment_preview(source, size, json.dumps(draft))
 except CvdemoError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
     st.stop()
 t = draft["train"]
 yours = f"as your run sees them: augment {draft['data']['augment']}" + (f", mixup {t['mixup']}" if t["mixup"] else "") \
@@ -168,5 +169,5 @@ shown = [("original", "before augmentation")] + [(p, AUGMENT_NOTES.get(p, "")) f
 shown += [("yours", yours)]
 grid = st.columns(2)
 for i, (preset, note) in enumerate(shown):
-    grid[i % 2].image(ui.tile(preview[preset], min_side=88), width="content",
+    grid[i % 2].image(charts.tile(preview[preset], min_side=88), width="content",
                       caption=note if preset == "yours" else f"{preset}: {note}")

@@ -6,7 +6,8 @@ import streamlit as st
 
 from cvdemo.config import RunConfig
 from cvdemo.models import get_spec, pretrained_offline
-from pages import common as ui
+from cvdemo.run_list import runs_with_weights
+from pages.ui import cached, charts, state, widgets
 
 METHODS = {"pca": "PCA", "tsne": "t-SNE"}
 DIMS = {2: "2-D", 3: "3-D"}
@@ -37,7 +38,7 @@ def points(emb, with_images: bool) -> pd.DataFrame:
     frame["answer"] = ["right" if t == p else "wrong" for t, p in zip(frame["true"], frame["predicted"])] \
         if same_names else "not this run's classes"
     if with_images:
-        frame["image"] = ui.thumbnails(str(run.path), emb.split, tuple(int(i) for i in emb.indices))
+        frame["image"] = charts.thumbnails(str(run.path), emb.split, tuple(int(i) for i in emb.indices))
     return frame
 
 
@@ -60,7 +61,7 @@ def scatter(emb, frame: pd.DataFrame, *, height: int, box: bool, answers_legend:
                                                                          titleFontSize=13) if answers_legend else None),
         tooltip=tips)
     if box:
-        chart = chart.add_params(alt.selection_interval(name=ui.SELECT_BOX, encodings=["x", "y"]))
+        chart = chart.add_params(alt.selection_interval(name=state.SELECT_BOX, encodings=["x", "y"]))
     return chart
 
 
@@ -69,33 +70,33 @@ st.caption("Every test image becomes a long vector of features inside the networ
            "picture and see whether the classes form separate islands. Hover a point to see its image; drag a "
            "box to see every image inside it.")
 
-found = ui.trained_runs()
+found = runs_with_weights()
 if not found:
-    ui.no_trained_runs()
+    widgets.no_trained_runs()
     st.stop()
-run = ui.run_picker(found, ui.KEY_EMBED_RUN)
+run = widgets.run_picker(found, state.KEY_EMBED_RUN)
 config = RunConfig.from_json_file(run.path / "config.json")
 arch = config.model.name
 layers = feature_layers(arch)
 c1, c2, c3, c4 = st.columns([1, 1, 3, 2])
 method = c1.segmented_control("Projection", list(METHODS), format_func=METHODS.get, default="pca", required=True,
-                              key=ui.KEY_EMBED_METHOD,
+                              key=state.KEY_EMBED_METHOD,
                               help="PCA: the directions of largest variance, instant, distances mean something. "
                                    "t-SNE: keeps each image near its nearest neighbours, slower (seconds to a minute), "
                                    "shows clusters better but distances between clusters mean little.")
 dims = c2.segmented_control("Dimensions", list(DIMS), format_func=DIMS.get, default=2, required=True,
-                            key=ui.KEY_EMBED_DIMS,
+                            key=state.KEY_EMBED_DIMS,
                             help="2-D: hover a point for its image, drag a box to see many. 3-D: drag to turn.")
-layer = c3.selectbox("Features from", list(layers), format_func=layers.get, key=ui.KEY_EMBED_LAYER)
-limit = c4.select_slider("At most this many images", LIMITS, value=500, key=ui.KEY_EMBED_LIMIT,
+layer = c3.selectbox("Features from", list(layers), format_func=layers.get, key=state.KEY_EMBED_LAYER)
+limit = c4.select_slider("At most this many images", LIMITS, value=500, key=state.KEY_EMBED_LIMIT,
                          help="a stratified sample of the test split: every class keeps its share")
 
-stamp = ui.checkpoint_stamp(run.path)
+stamp = cached.checkpoint_stamp(run.path)
 try:
     with st.spinner(f"{'t-SNE' if method == 'tsne' else 'PCA'} of the test images' features…"):
-        emb = ui.embedding(str(run.path), stamp, method, dims, layer, limit)
+        emb = cached.embedding(str(run.path), stamp, method, dims, layer, limit)
 except Exception as e:  # noqa: BLE001 - shown as one sentence, never a traceback
-    ui.show_failure(e, "computing the embedding")
+    widgets.show_failure(e, "computing the embedding")
     st.stop()
 
 name = "PCA" if method == "pca" else "t-SNE"
@@ -114,10 +115,10 @@ if dims == 2:
     plot_col, pick_col = st.columns([5, 3], gap="medium")
     with plot_col:
         event = st.altair_chart(scatter(emb, frame, height=520, box=True), on_select="rerun", width="stretch",
-                                selection_mode=ui.SELECT_BOX,
-                                key=f"{ui.KEY_EMBED_SCATTER}{run.id}:{method}:{layer}:{limit}")
+                                selection_mode=state.SELECT_BOX,
+                                key=f"{state.KEY_EMBED_SCATTER}{run.id}:{method}:{layer}:{limit}")
     with pick_col:
-        box = ui.selected(event, ui.SELECT_BOX)
+        box = charts.selected(event, state.SELECT_BOX)
         if not box or "x" not in box or "y" not in box:
             st.subheader("Selected images")
             st.info("Drag a box over some points to see their images here; click outside it to clear.",
@@ -130,9 +131,9 @@ if dims == 2:
                 counts = inside["true"].value_counts()
                 st.caption(" · ".join(f"{c}: {n}" for c, n in counts.items()))
                 shown = inside.head(GALLERY)
-                ui.gallery(ui.split_images(str(run.path), emb.split, tuple(int(i) for i in shown["index"])),
-                           [f"{t[:12]}" + (f" → {p[:12]}" if a == "wrong" else "")
-                            for t, p, a in zip(shown["true"], shown["predicted"], shown["answer"])], width=64)
+                charts.gallery(cached.split_images(str(run.path), emb.split, tuple(int(i) for i in shown["index"])),
+                               [f"{t[:12]}" + (f" → {p[:12]}" if a == "wrong" else "")
+                                for t, p, a in zip(shown["true"], shown["predicted"], shown["answer"])], width=64)
                 if len(inside) > GALLERY:
                     st.caption(f"The first {GALLERY} of {len(inside)}.")
 else:
@@ -172,10 +173,10 @@ elif not pretrained_offline(arch):
 else:
     try:
         with st.spinner(f"{name} of the same images through {arch} with its ImageNet weights…"):
-            before = ui.embedding(str(run.path), stamp, method, 2, layer, limit, backbone="pretrained")
-            after = emb if dims == 2 else ui.embedding(str(run.path), stamp, method, 2, layer, limit)
+            before = cached.embedding(str(run.path), stamp, method, 2, layer, limit, backbone="pretrained")
+            after = emb if dims == 2 else cached.embedding(str(run.path), stamp, method, 2, layer, limit)
     except Exception as e:  # noqa: BLE001
-        ui.show_failure(e, "computing the pretrained network's embedding")
+        widgets.show_failure(e, "computing the pretrained network's embedding")
     else:
         st.caption(f"The same {len(emb.labels):,} images, {name} of the same layer: on the left through the "
                    "network as it came from ImageNet, on the right after this run trained it.")

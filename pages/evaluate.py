@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from cvdemo.evaluate import SPLITS, samples_in_cell
-from pages import common as ui
+from cvdemo.run_list import runs_with_weights
+from pages.ui import cached, charts, state, widgets
 
 SPLIT_NAMES = {"test": "test (held out)", "val": "validation", "train": "training"}
 GALLERY = 30  # images shown for one confusion-matrix cell
@@ -14,18 +15,18 @@ st.title("Evaluate")
 st.caption("How well a trained run does on images it never learned from: the headline numbers, which classes it "
            "mixes up (click a cell of the matrix to see those images), and whether its confidence can be trusted.")
 
-found = ui.trained_runs()
+found = runs_with_weights()
 if not found:
-    ui.no_trained_runs()
+    widgets.no_trained_runs()
     st.stop()
 pick_col, split_col = st.columns([4, 1])
 with pick_col:
-    run = ui.run_picker(found, ui.KEY_EVAL_RUN)
-split = split_col.selectbox("Images", SPLITS, format_func=SPLIT_NAMES.get, key=ui.KEY_EVAL_SPLIT)
+    run = widgets.run_picker(found, state.KEY_EVAL_RUN)
+split = split_col.selectbox("Images", SPLITS, format_func=SPLIT_NAMES.get, key=state.KEY_EVAL_SPLIT)
 try:
-    result = ui.evaluation(str(run.path), split, ui.checkpoint_stamp(run.path))
+    result = cached.evaluation(str(run.path), split, cached.checkpoint_stamp(run.path))
 except Exception as e:  # noqa: BLE001 - shown as one sentence, never a traceback
-    ui.show_failure(e, f"evaluating run {run.id}")
+    widgets.show_failure(e, f"evaluating run {run.id}")
     st.stop()
 if result.n == 0:
     st.info(f"Run {run.id}'s data has no {SPLIT_NAMES[split].split(' ')[0]} images: choose another split.",
@@ -53,7 +54,7 @@ def confusion_chart() -> alt.LayerChart:
              "images": int(result.confusion[t, p]), "share": float(result.confusion_normalized[t, p])}
             for t in range(k) for p in range(k)]
     cell = max(8, min(52, 560 // k))
-    click = alt.selection_point(name=ui.SELECT_CELL, fields=["t", "p"], on="click")
+    click = alt.selection_point(name=state.SELECT_CELL, fields=["t", "p"], on="click")
     short = max(len(n) for n in names) <= 3
     axis = alt.Axis(labels=k <= 40, labelLimit=110, labelFontSize=13 if k <= 15 else 10, titleFontSize=14)
     x_axis = alt.Axis(labels=k <= 40, labelLimit=110, labelFontSize=13 if k <= 15 else 10, titleFontSize=14,
@@ -78,10 +79,10 @@ with matrix_col:
     st.subheader("Confusion matrix")
     st.caption("Rows: the true class; columns: what the network said. Darker = a larger share of that row; the "
                "numbers count images. The diagonal is right, everything else is a mix-up.")
-    event = st.altair_chart(confusion_chart(), on_select="rerun", selection_mode=ui.SELECT_CELL,
-                            key=f"{ui.KEY_EVAL_MATRIX}{run.id}:{split}")
+    event = st.altair_chart(confusion_chart(), on_select="rerun", selection_mode=state.SELECT_CELL,
+                            key=f"{state.KEY_EVAL_MATRIX}{run.id}:{split}")
 with cell_col:
-    points = ui.selected(event, ui.SELECT_CELL) or []
+    points = charts.selected(event, state.SELECT_CELL) or []
     cells = [(int(q["t"]), int(q["p"])) for q in points if "t" in q and "p" in q]
     cells = [(t, p) for t, p in cells if 0 <= t < k and 0 <= p < k]
     if not cells:
@@ -98,8 +99,8 @@ with cell_col:
         if len(idx):
             shown = [int(i) for i in idx[:GALLERY]]
             probs = result.predictions.probs
-            ui.gallery(ui.split_images(str(run.path), split, tuple(shown)),
-                       [f"#{i} · {probs[i, p]:.0%}" for i in shown])
+            charts.gallery(cached.split_images(str(run.path), split, tuple(shown)),
+                           [f"#{i} · {probs[i, p]:.0%}" for i in shown])
             st.caption("Under each image: its number in the split and how sure the network was of its answer.")
 
 bars_col, rel_col = st.columns([5, 4], gap="large")
@@ -147,6 +148,6 @@ if not wrong:
 else:
     st.caption("The mistakes the network was surest about — often a mislabelled image, an ambiguous one, or a real "
                "blind spot. Under each: true class → what the network said, and how sure it was.")
-    ui.gallery(ui.split_images(str(run.path), split, tuple(w["index"] for w in wrong)),
-               [f"{names[w['true']][:14]} → {names[w['pred']][:14]} · {w['confidence']:.0%}" for w in wrong],
-               width=112)
+    charts.gallery(cached.split_images(str(run.path), split, tuple(w["index"] for w in wrong)),
+                   [f"{names[w['true']][:14]} → {names[w['pred']][:14]} · {w['confidence']:.0%}" for w in wrong],
+                   width=112)

@@ -8,12 +8,14 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from cvdemo import limits, uploads
 from cvdemo.config import RunConfig
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
 from cvdemo.explain import METHODS, model_view, overlay
 from cvdemo.plots import display_size
-from pages import common as ui
+from cvdemo.run_list import run_label, runs_with_weights
+from pages.ui import cached, charts, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "Saliency", "integrated_gradients": "Integrated gradients",
@@ -33,24 +35,24 @@ st.title("Explain")
 st.caption("Why did the network say that? Give it a photo, see its best guesses, then see which pixels made it "
            "choose a class — with several methods side by side, each checked against random heat maps.")
 
-done = [r for r in ui.trained_runs() if r.state == "completed"]
-sources = {ui.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 everyday classes, no training needed)"}
-sources |= {str(r.path): f"Run {ui.run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
-source = st.selectbox("Network", list(sources), format_func=sources.get, key=ui.KEY_EXPLAIN_WITH)
-is_run = source != ui.PRETRAINED
+done = [r for r in runs_with_weights() if r.state == "completed"]
+sources = {cached.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 everyday classes, no training needed)"}
+sources |= {str(r.path): f"Run {run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
+source = st.selectbox("Network", list(sources), format_func=sources.get, key=state.KEY_EXPLAIN_WITH)
+is_run = source != cached.PRETRAINED
 
 inputs = [i for i in INPUTS if is_run or i != "test"]
 how = st.segmented_control("Image", inputs, format_func=INPUTS.get, default="upload", required=True,
-                           key=ui.KEY_EXPLAIN_INPUT)
+                           key=state.KEY_EXPLAIN_INPUT)
 image, image_name = None, ""
 try:
     if how == "upload":
-        f = st.file_uploader("Photo", type=IMAGE_TYPES, max_upload_size=ui.MAX_IMAGE_MB, key=ui.KEY_EXPLAIN_UPLOAD)
+        f = st.file_uploader("Photo", type=IMAGE_TYPES, max_upload_size=limits.max_image_mb(), key=state.KEY_EXPLAIN_UPLOAD)
         if f is not None:
-            ui.check_size(f.name, f.getvalue(), ui.MAX_IMAGE_MB)
+            uploads.check_size(f.name, f.getvalue(), limits.max_image_mb())
             image, image_name = decode_image(f.getvalue(), f.name), f.name
     elif how == "camera":
-        f = st.camera_input("Camera", key=ui.KEY_EXPLAIN_CAMERA)
+        f = st.camera_input("Camera", key=state.KEY_EXPLAIN_CAMERA)
         if f is not None:
             image, image_name = decode_image(f.getvalue(), "the camera photo"), "camera photo"
     else:
@@ -58,12 +60,12 @@ try:
 
         test, classes = load_split(source, "test")
         i = st.number_input(f"Test image number (0 to {len(test) - 1})", 0, max(len(test) - 1, 0), 0,
-                            key=ui.KEY_EXPLAIN_PICK)
-        pixels = ui.split_images(source, "test", (int(i),))[0]
+                            key=state.KEY_EXPLAIN_PICK)
+        pixels = cached.split_images(source, "test", (int(i),))[0]
         image = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
         image_name = f"test image #{i}, a {classes[int(test.labels[int(i)])]}"
 except Exception as e:  # noqa: BLE001 - shown as one sentence, never a traceback
-    ui.show_failure(e, "reading the image")
+    widgets.show_failure(e, "reading the image")
     st.stop()
 if image is None:
     st.info("Upload a photo (or take one) to see what the network thinks it is and why. A cat, a cup, a car: the "
@@ -72,12 +74,12 @@ if image is None:
     st.stop()
 
 try:
-    stamp = ui.checkpoint_stamp(Path(source)) if is_run else 0.0
-    classifier = ui.load_classifier(source, stamp)
+    stamp = cached.checkpoint_stamp(Path(source)) if is_run else 0.0
+    classifier = cached.load_classifier(source, stamp)
     arch = RunConfig.from_json_file(Path(source) / "config.json").model.name if is_run else \
-        ui.PRETRAINED.split(":", 1)[1]
+        cached.PRETRAINED.split(":", 1)[1]
 except Exception as e:  # noqa: BLE001
-    ui.show_failure(e, "loading the network")
+    widgets.show_failure(e, "loading the network")
     st.stop()
 digest = hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()[:16]
 key = (source, stamp, digest)
@@ -88,7 +90,7 @@ picture_col, guesses_col, settings_col = st.columns([2, 3, 3], gap="large")
 with picture_col:
     st.image(view, caption=f"{image_name} — what the network sees", width="stretch")
 with guesses_col:
-    guesses = ui.top_k(classifier, [image], key, 5)[0]
+    guesses = cached.top_k(classifier, [image], key, 5)[0]
     st.markdown(f"### {guesses[0]['class']} · {guesses[0]['prob']:.0%}")
     chart = alt.Chart(pd.DataFrame(guesses), height=34 * len(guesses) + 20).mark_bar().encode(
         y=alt.Y("class:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240, labelFontSize=14)),
@@ -97,13 +99,13 @@ with guesses_col:
         tooltip=["class", alt.Tooltip("prob:Q", format=".1%")])
     st.altair_chart(chart, width="stretch")
 with settings_col:
-    choice = st.selectbox("Explain the class", [ANSWER, *range(len(classes))], key=ui.KEY_EXPLAIN_TARGET,
+    choice = st.selectbox("Explain the class", [ANSWER, *range(len(classes))], key=state.KEY_EXPLAIN_TARGET,
                           format_func=lambda c: f"the network's answer ({guesses[0]['class']})" if c == ANSWER
                           else classes[c], help="why the network would say this class (type to search)")
     target = None if choice == ANSWER else int(choice)
     methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "saliency"], format_func=METHOD_NAMES.get,
-                             key=ui.KEY_EXPLAIN_METHODS, help=METHOD_HELP)
-    alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key=ui.KEY_EXPLAIN_ALPHA)
+                             key=state.KEY_EXPLAIN_METHODS, help=METHOD_HELP)
+    alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key=state.KEY_EXPLAIN_ALPHA)
     st.caption("Red = strong evidence for the class, blue = none. Under each map, two checks against random "
                "maps just as smooth: **deletion**, the class's average probability while the hottest pixels are "
                "greyed out first (lower is better), and **insertion**, while they are copied into a blurred copy "
@@ -117,10 +119,10 @@ for row in range(0, len(methods), per_row):
         with col:
             try:
                 with st.spinner(f"{METHOD_NAMES[method]}…"):
-                    result = ui.explanation(classifier, key, image, method, target, arch)
+                    result = cached.explanation(classifier, key, image, method, target, arch)
             except Exception as e:  # noqa: BLE001
                 st.markdown(f"**{METHOD_NAMES[method]}**")
-                ui.show_failure(e, METHOD_NAMES[method])
+                widgets.show_failure(e, METHOD_NAMES[method])
                 continue
             exp = result["explanation"]
             st.image(overlay(view, exp.map, alpha=alpha), width="stretch")
@@ -135,21 +137,24 @@ st.caption("The first layer's filters are the patterns the network looks for dir
            "map shows where in this image one filter responded: early layers find edges and colours, later "
            "ones parts of objects.")
 try:
+    from torch import nn
+
     from cvdemo.filters import first_layer_filters
+    from cvdemo.models import module_paths
 
     first, weights = first_layer_filters(classifier.model)
-    convs = ui.conv_layers(classifier.model)
+    convs = module_paths(classifier.model, nn.Conv2d)  # where feature maps can be read, input side first
     filters_col, maps_col = st.columns([2, 3], gap="large")
     with filters_col:
-        st.image(ui.filters_picture(weights), width="content",
+        st.image(charts.filters_picture(weights), width="content",
                  caption=f"the {len(weights)} filters of '{first}' ({'×'.join(map(str, weights.shape[1:]))})")
     with maps_col:
-        layer = st.selectbox("Feature maps of layer", convs, key=ui.KEY_EXPLAIN_MAPS_LAYER,
+        layer = st.selectbox("Feature maps of layer", convs, key=state.KEY_EXPLAIN_MAPS_LAYER,
                              help="every convolution of the network, from the pixels up")
-        maps = ui.feature_maps_of(classifier, key, image, layer)
+        maps = cached.feature_maps_of(classifier, key, image, layer)
         shown = f"the {len(maps)} maps" if len(maps) <= 64 else f"64 of the {len(maps)} maps"
-        st.image(ui.feature_maps_picture(maps), width="stretch",
+        st.image(charts.feature_maps_picture(maps), width="stretch",
                  caption=f"{shown} of '{layer}' ({maps.shape[1]}×{maps.shape[2]} each), each on its own scale: "
                          "bright = strong response")
 except (CvdemoError, RuntimeError, ValueError) as e:
-    ui.show_failure(e, "drawing the filters")
+    widgets.show_failure(e, "drawing the filters")

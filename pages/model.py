@@ -8,26 +8,26 @@ import streamlit as st
 
 from cvdemo.errors import CvdemoError
 from cvdemo.models import get_spec, list_models, pretrained_offline
-from pages import common as ui
+from pages.ui import cached, state, widgets
 
 st.title("Model")
 st.caption("Choose the network, and whether it starts from ImageNet weights. The Train page uses the model "
            "chosen here.")
 
-config = ui.draft()
-data = st.session_state.get(ui.KEY_DATA_INFO) or {"label": "the built-in digits", "classes": 10, "channels": 1}
+config = state.draft()
+data = st.session_state.get(state.KEY_DATA_INFO) or {"label": "the built-in digits", "classes": 10, "channels": 1}
 names = list_models()
 current = config["model"]["name"] if config["model"]["name"] in names else names[0]
 
 left, right = st.columns([2, 3], gap="large")
 with left:
-    name = st.selectbox("Architecture", names, index=names.index(current), key=ui.KEY_MODEL_NAME,
+    name = st.selectbox("Architecture", names, index=names.index(current), key=state.KEY_MODEL_NAME,
                         help="from the 1998 LeNet to EfficientNet; small networks first")
     spec = get_spec(name)
     st.markdown(f"**{spec.description}**")
     has_weights = spec.pretrained is not None
     pretrained = st.toggle("Start from ImageNet weights (pretrained)", disabled=not has_weights,
-                           value=has_weights and config["model"]["pretrained"], key=ui.KEY_MODEL_PRETRAINED)
+                           value=has_weights and config["model"]["pretrained"], key=state.KEY_MODEL_PRETRAINED)
     pretrained = pretrained and has_weights
     if not has_weights:
         st.caption("This architecture has no pretrained weights: it always learns from scratch.")
@@ -38,21 +38,21 @@ with left:
     else:
         st.caption(":material/cloud_download: Its ImageNet weights are downloaded on first use (needs internet "
                    "once).")
-    labels = ui.freeze_choices(name)
+    labels = widgets.freeze_choices(name)
     options = list(labels)
     kept = config["model"]["freeze"] if config["model"]["freeze"] in options and pretrained else "none"
     freeze = st.selectbox("Freeze (keep the pretrained weights of)", options, index=options.index(kept),
-                          format_func=labels.get, disabled=not pretrained, key=ui.KEY_MODEL_FREEZE,
+                          format_func=labels.get, disabled=not pretrained, key=state.KEY_MODEL_FREEZE,
                           help="Frozen layers keep their ImageNet features: fast, and good with few images.")
     freeze = freeze if pretrained else "none"
-    ui.update_draft(model={"name": name, "pretrained": pretrained, "freeze": freeze})
+    state.update_draft(model={"name": name, "pretrained": pretrained, "freeze": freeze})
     st.caption(f"The new head is sized for {data.get('label', 'the chosen data')}: {data['classes']} classes.")
 
 in_channels = data["channels"] if spec.flexible_channels and not pretrained else 3
 try:
-    summary = ui.model_summary(json.dumps(ui.draft()), data["classes"], in_channels)
+    summary = cached.model_summary(json.dumps(state.draft()), data["classes"], in_channels)
 except CvdemoError as e:
-    ui.show_error(e)
+    widgets.show_error(e)
     st.stop()
 
 with right:

@@ -12,13 +12,14 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cvdemo import runs
+from cvdemo import runs, uploads
+from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `pages` is a package beside streamlit_app.py
 
-from pages import common as ui  # noqa: E402
+from pages.ui import state  # noqa: E402
 
 PAGES = ["pages/home.py", "pages/data.py", "pages/model.py", "pages/train.py", "pages/compare.py",
          "pages/classify.py"]
@@ -82,6 +83,7 @@ def test_home_renders_with_no_runs():
     assert "Digits with LeNet" in at.markdown[1].value
 
 
+@pytest.mark.slow
 def test_lesson_button_launches_a_background_run_that_the_train_page_can_cancel():
     at = app().run()
     at.button[0].click().run()
@@ -94,8 +96,8 @@ def test_lesson_button_launches_a_background_run_that_the_train_page_can_cancel(
     while not runs.read_status(found[0].path).get("message", "").startswith("epoch") and time.time() < deadline:
         time.sleep(0.3)
     at.switch_page("pages/train.py").run()
-    assert at.selectbox(key=ui.KEY_WATCH_RUN).value == found[0].id
-    at.button(key=ui.KEY_TRAIN_CANCEL).click().run()
+    assert at.selectbox(key=state.KEY_WATCH_RUN).value == found[0].id
+    at.button(key=state.KEY_TRAIN_CANCEL).click().run()
     assert not at.exception
     status = wait_until_finished(found[0].path, timeout=60)
     assert status["state"] == "cancelled", (status, (found[0].path / "log.txt").read_text()[-2000:])
@@ -107,10 +109,10 @@ def test_lesson_button_launches_a_background_run_that_the_train_page_can_cancel(
 
 def test_home_lesson_settings_open_the_train_form_with_that_lesson():
     at = app().run()
-    at.button(key=ui.KEY_LESSON_EDIT + "Digits with a small ResNet").click().run()
+    at.button(key=state.KEY_LESSON_EDIT + "Digits with a small ResNet").click().run()
     assert not at.exception
-    assert at.selectbox(key=ui.form_key("model", "name")).value == "cifar_resnet"
-    assert at.number_input(key=ui.form_key("train", "epochs")).value == 3
+    assert at.selectbox(key=state.form_key("model", "name")).value == "cifar_resnet"
+    assert at.number_input(key=state.form_key("train", "epochs")).value == 3
 
 
 # -- Data ---------------------------------------------------------------------------------------
@@ -125,17 +127,17 @@ def test_data_digits_shows_ten_classes_their_counts_and_samples():
     assert len(at.get("image")) == 10 + 5                           # 10 class columns; original, 3 presets, yours
     stats = at.dataframe[0].value
     assert list(stats["channel"]) == ["grey"] and 0.2 < stats["mean"].iloc[0] < 0.4
-    assert at.session_state[ui.KEY_DRAFT]["data"]["source"] == "digits"
+    assert at.session_state[state.KEY_DRAFT]["data"]["source"] == "digits"
 
 
 def test_data_torchvision_offline_shows_the_readable_error():
     at = on_page("pages/data.py")
-    at.radio(key=ui.KEY_DATA_KIND).set_value("torchvision").run()
+    at.radio(key=state.KEY_DATA_KIND).set_value("torchvision").run()
     assert not at.error  # nothing is downloaded before the button is pressed
-    at.button(key=ui.KEY_DATA_LOAD).click().run()
+    at.button(key=state.KEY_DATA_LOAD).click().run()
     assert not at.exception
     assert at.error and "could not download mnist" in at.error[0].value
-    assert at.session_state[ui.KEY_DRAFT]["data"]["source"] == "digits"  # a failed choice is not kept
+    assert at.session_state[state.KEY_DRAFT]["data"]["source"] == "digits"  # a failed choice is not kept
 
 
 def class_zip(bad: bool = True) -> bytes:
@@ -151,50 +153,50 @@ def class_zip(bad: bool = True) -> bytes:
 
 def test_data_zip_upload_is_stored_under_a_generated_name_and_reports_bad_files():
     at = on_page("pages/data.py")
-    at.radio(key=ui.KEY_DATA_KIND).set_value("zip").run()
-    at.file_uploader(key=ui.KEY_DATA_ZIP).set_value(("../../evil.zip", class_zip(), "application/zip")).run()
+    at.radio(key=state.KEY_DATA_KIND).set_value("zip").run()
+    at.file_uploader(key=state.KEY_DATA_ZIP).set_value(("../../evil.zip", class_zip(), "application/zip")).run()
     assert not at.exception
     assert not at.error, texts(at, "error")
-    stored = list((runs.default_root() / ui.UPLOADS).iterdir())
+    stored = list((runs.default_root() / uploads.UPLOADS).iterdir())
     assert len(stored) == 1 and stored[0].name.startswith("upload-") and stored[0].suffix == ".zip"
     assert {m.label: m.value for m in at.metric}["classes"] == "2"
     assert any("broken.png" in w.value for w in at.warning)
-    draft = at.session_state[ui.KEY_DRAFT]["data"]
+    draft = at.session_state[state.KEY_DRAFT]["data"]
     assert draft["source"] == str(stored[0]) and draft["skip_bad"] is True
 
 
 def test_data_image_files_with_a_class_each_become_a_folder():
     at = on_page("pages/data.py")
-    at.radio(key=ui.KEY_DATA_KIND).set_value("images").run()
+    at.radio(key=state.KEY_DATA_KIND).set_value("images").run()
     files = [(f"red{i}.png", png((220, 20, 20)), "image/png") for i in range(6)]
     files += [(f"blue-{i}.png", png((20, 20, 220)), "image/png") for i in range(6)]
-    at.file_uploader(key=ui.KEY_DATA_IMAGES).set_value(files).run()
-    assert at.text_input(key=f"{ui.KEY_DATA_CLASS}0").value == "red"
-    assert at.text_input(key=f"{ui.KEY_DATA_CLASS}6").value == "blue"
+    at.file_uploader(key=state.KEY_DATA_IMAGES).set_value(files).run()
+    assert at.text_input(key=f"{state.KEY_DATA_CLASS}0").value == "red"
+    assert at.text_input(key=f"{state.KEY_DATA_CLASS}6").value == "blue"
     for i in range(6, 12):
-        at.text_input(key=f"{ui.KEY_DATA_CLASS}{i}").set_value("Blue sky!")
-    at.button(key=ui.KEY_DATA_MAKE).click().run()
+        at.text_input(key=f"{state.KEY_DATA_CLASS}{i}").set_value("Blue sky!")
+    at.button(key=state.KEY_DATA_MAKE).click().run()
     assert not at.exception and not at.error, texts(at, "error")
-    folder = Path(at.session_state[ui.KEY_DRAFT]["data"]["source"])
-    assert folder.parent == runs.default_root() / ui.UPLOADS
+    folder = Path(at.session_state[state.KEY_DRAFT]["data"]["source"])
+    assert folder.parent == runs.default_root() / uploads.UPLOADS
     assert sorted(p.name for p in folder.iterdir()) == ["Blue sky", "red"]
     assert {m.label: m.value for m in at.metric}["classes"] == "2"
 
 
 def test_data_missing_folder_is_an_error_message():
     at = on_page("pages/data.py")
-    at.radio(key=ui.KEY_DATA_KIND).set_value("folder").run()
-    at.text_input(key=ui.KEY_DATA_FOLDER).set_value("/no/such/folder").run()
+    at.radio(key=state.KEY_DATA_KIND).set_value("folder").run()
+    at.text_input(key=state.KEY_DATA_FOLDER).set_value("/no/such/folder").run()
     assert not at.exception
     assert "does not exist" in at.error[0].value
 
 
 def test_uploaded_class_names_cannot_escape_the_uploads_folder():
     with pytest.raises(CvdemoError, match="no letters or digits"):
-        ui.save_labelled_images([("../..", "a.png", png()), ("b", "b.png", png())])
+        uploads.save_labelled_images([("../..", "a.png", png()), ("b", "b.png", png())])
     with pytest.raises(CvdemoError, match="at least two classes"):
-        ui.save_labelled_images([("a", "a.png", png()), ("a/", "b.png", png())])
-    folder = ui.save_labelled_images([("../../etc", "../x.png", png()), ("b", "y.exe", png())])
+        uploads.save_labelled_images([("a", "a.png", png()), ("a/", "b.png", png())])
+    folder = uploads.save_labelled_images([("../../etc", "../x.png", png()), ("b", "y.exe", png())])
     assert sorted(p.name for p in folder.iterdir()) == ["b", "etc"]
     assert [p.name for p in (folder / "b").iterdir()] == ["0001-y.png"]
 
@@ -211,12 +213,12 @@ def test_model_lenet_shows_parameter_counts_and_layer_groups():
     assert list(groups["group"]) == ["conv1", "conv2", "fc", "head"]
     assert groups["parameters"].sum() == 61_706
     assert set(groups["trains"]) == {"from the start"} and set(groups["learning rate"]) == {0.003}
-    assert at.toggle(key=ui.KEY_MODEL_PRETRAINED).disabled and at.selectbox(key=ui.KEY_MODEL_FREEZE).disabled
+    assert at.toggle(key=state.KEY_MODEL_PRETRAINED).disabled and at.selectbox(key=state.KEY_MODEL_FREEZE).disabled
 
 
 def test_model_partial_freezing_and_discriminative_rates_show_in_the_group_table():
     at = app().run()
-    at.session_state[ui.KEY_DRAFT] = ui.RunConfig().replace(
+    at.session_state[state.KEY_DRAFT] = RunConfig().replace(
         model={"name": "resnet18", "pretrained": True, "freeze": "until:layer2"},
         train={"lr": 0.01, "lr_decay": 0.5, "unfreeze_at": [3]}).to_dict()
     at.switch_page("pages/model.py").run()
@@ -231,16 +233,16 @@ def test_model_partial_freezing_and_discriminative_rates_show_in_the_group_table
 
 def test_model_pretrained_and_frozen_backbone_trains_only_the_head():
     at = on_page("pages/model.py")
-    at.selectbox(key=ui.KEY_MODEL_NAME).set_value("efficientnet_lite0").run()
-    at.toggle(key=ui.KEY_MODEL_PRETRAINED).set_value(True).run()
-    at.selectbox(key=ui.KEY_MODEL_FREEZE).set_value("backbone").run()
+    at.selectbox(key=state.KEY_MODEL_NAME).set_value("efficientnet_lite0").run()
+    at.toggle(key=state.KEY_MODEL_PRETRAINED).set_value(True).run()
+    at.selectbox(key=state.KEY_MODEL_FREEZE).set_value("backbone").run()
     assert not at.exception
     assert any("works offline" in c.value for c in at.caption)
     groups = at.dataframe[0].value
     assert set(groups["trains"][:-1]) == {"frozen"} and groups["trains"].iloc[-1] == "from the start"
     metrics = {m.label: m.value for m in at.metric}
     assert int(metrics["trainable"].replace(",", "")) == groups["parameters"].iloc[-1]
-    assert at.session_state[ui.KEY_DRAFT]["model"] == {"name": "efficientnet_lite0", "pretrained": True,
+    assert at.session_state[state.KEY_DRAFT]["model"] == {"name": "efficientnet_lite0", "pretrained": True,
                                                        "freeze": "backbone", "zero_init_residual": False}
 
 
@@ -254,16 +256,17 @@ def test_train_form_has_a_widget_for_every_config_field():
     for section in field_infos(RunConfig):
         if section.kind == "section":
             for f in field_infos(section.default):
-                assert ui.form_key(section.name, f.name) in keys, f.name
+                assert state.form_key(section.name, f.name) in keys, f.name
         else:
-            assert ui.form_key("", section.name) in keys
+            assert state.form_key("", section.name) in keys
 
 
+@pytest.mark.slow
 def test_train_form_launches_a_run_that_completes_and_shows_its_curves():
     at = on_page("pages/train.py")
-    at.number_input(key=ui.form_key("train", "epochs")).set_value(2)
-    at.text_input(key=ui.form_key("", "name")).set_value("two epochs")
-    at.button(key=ui.KEY_TRAIN_START).click().run()
+    at.number_input(key=state.form_key("train", "epochs")).set_value(2)
+    at.text_input(key=state.form_key("", "name")).set_value("two epochs")
+    at.button(key=state.KEY_TRAIN_START).click().run()
     assert not at.exception and not at.error, texts(at, "error")
     assert any("Started run" in s.value for s in at.success)
     found = runs.list_runs()
@@ -286,8 +289,8 @@ def test_train_form_launches_a_run_that_completes_and_shows_its_curves():
 def test_train_form_with_a_bad_value_shows_the_error_and_launches_nothing(change, message):
     at = on_page("pages/train.py")
     for (section, name), value in change.items():
-        widget(at, ui.form_key(section, name)).set_value(value)
-    at.button(key=ui.KEY_TRAIN_START).click().run()
+        widget(at, state.form_key(section, name)).set_value(value)
+    at.button(key=state.KEY_TRAIN_START).click().run()
     assert not at.exception
     assert at.error and message in at.error[0].value, texts(at, "error")
     assert runs.list_runs() == []
@@ -308,7 +311,7 @@ def test_runs_page_lists_a_finished_run_and_compares_it(finished_run):
     assert not at.exception
     table = at.dataframe[0].value
     assert list(table["run"]) == [finished_run.name] and table["state"].iloc[0] == "completed"
-    assert at.multiselect(key=ui.KEY_COMPARE).value == [finished_run.name]
+    assert at.multiselect(key=state.KEY_COMPARE).value == [finished_run.name]
     compared = at.dataframe[1].value
     summary = json.loads((finished_run / "summary.json").read_text())
     assert compared["test top-1"].iloc[0] == pytest.approx(summary["test"]["top1"])
@@ -325,15 +328,15 @@ def test_runs_scatter_appears_with_two_runs_that_differ(finished_run):
     (other / "config.json").write_text(json.dumps(config))
     at = on_page("pages/compare.py")
     assert not at.exception
-    assert at.selectbox(key=ui.KEY_SCATTER_X).value == "train.lr"
+    assert at.selectbox(key=state.KEY_SCATTER_X).value == "train.lr"
     assert len(at.get("vega_lite_chart")) == 3
 
 
 def test_runs_delete_needs_confirmation_then_removes_the_folder(finished_run):
     at = on_page("pages/compare.py")
-    assert at.button(key=ui.KEY_DELETE).disabled
-    at.checkbox(key=ui.KEY_DELETE_CONFIRM).check().run()
-    at.button(key=ui.KEY_DELETE).click().run()
+    assert at.button(key=state.KEY_DELETE).disabled
+    at.checkbox(key=state.KEY_DELETE_CONFIRM).check().run()
+    at.button(key=state.KEY_DELETE).click().run()
     assert not at.exception
     assert not finished_run.exists()
     assert any("Deleted run" in s.value for s in at.success)
@@ -344,16 +347,16 @@ def test_delete_refuses_anything_but_a_finished_run_folder(finished_run, tmp_pat
     outside = tmp_path / "elsewhere"
     shutil.copytree(finished_run, outside)
     with pytest.raises(CvdemoError, match="not a run folder"):
-        ui.delete_run(outside)
+        runs.delete_run(outside)
     with pytest.raises(CvdemoError, match="not a run folder"):
-        ui.delete_run(runs.default_root() / ui.UPLOADS)
+        runs.delete_run(runs.default_root() / uploads.UPLOADS)
     link = runs.default_root() / "link"
     link.symlink_to(outside)
     with pytest.raises(CvdemoError, match="not a run folder"):
-        ui.delete_run(link)
+        runs.delete_run(link)
     runs.write_status(finished_run, "running", "epoch 1 of 6", pid=__import__("os").getpid())
     with pytest.raises(CvdemoError, match="still running"):
-        ui.delete_run(finished_run)
+        runs.delete_run(finished_run)
     assert finished_run.exists() and outside.exists()
 
 
@@ -361,9 +364,9 @@ def test_delete_refuses_anything_but_a_finished_run_folder(finished_run, tmp_pat
 
 def test_classify_with_a_run_gives_a_table_and_a_bad_file_an_error(finished_run):
     at = on_page("pages/classify.py")
-    at.selectbox(key=ui.KEY_CLASSIFY_WITH).set_value(str(finished_run)).run()
-    at.slider(key=ui.KEY_CLASSIFY_TOPK).set_value(3).run()
-    at.file_uploader(key=ui.KEY_CLASSIFY_FILES).set_value([
+    at.selectbox(key=state.KEY_CLASSIFY_WITH).set_value(str(finished_run)).run()
+    at.slider(key=state.KEY_CLASSIFY_TOPK).set_value(3).run()
+    at.file_uploader(key=state.KEY_CLASSIFY_FILES).set_value([
         ("seven.png", png((255, 255, 255), (8, 8)), "image/png"),
         ("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"),
     ]).run()
@@ -378,7 +381,7 @@ def test_classify_with_a_run_gives_a_table_and_a_bad_file_an_error(finished_run)
 
 def test_classify_with_only_bad_files_stays_usable():
     at = on_page("pages/classify.py")
-    at.file_uploader(key=ui.KEY_CLASSIFY_FILES).set_value(("notes.png", b"hello world", "image/png")).run()
+    at.file_uploader(key=state.KEY_CLASSIFY_FILES).set_value(("notes.png", b"hello world", "image/png")).run()
     assert not at.exception
     assert "not a readable image" in at.error[0].value
     assert not at.dataframe

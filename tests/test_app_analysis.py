@@ -17,7 +17,7 @@ from cvdemo import runs
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `pages` is a package beside streamlit_app.py
 
-from pages import common as ui  # noqa: E402
+from pages.ui import cached, state  # noqa: E402
 
 
 def on_page(page: str) -> AppTest:
@@ -48,8 +48,8 @@ def test_analysis_pages_with_no_runs_say_how_to_get_one(page):
 def test_explain_with_no_runs_offers_the_imagenet_network_and_asks_for_a_photo():
     at = on_page("pages/explain.py")
     assert not at.exception, at.exception
-    assert at.selectbox(key=ui.KEY_EXPLAIN_WITH).value == ui.PRETRAINED
-    assert at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).options == ["Upload a photo", "Take a photo"]  # no test split
+    assert at.selectbox(key=state.KEY_EXPLAIN_WITH).value == cached.PRETRAINED
+    assert at.segmented_control(key=state.KEY_EXPLAIN_INPUT).options == ["Upload a photo", "Take a photo"]  # no test split
     assert "Upload a photo" in at.info[0].value
 
 
@@ -71,8 +71,8 @@ def test_evaluate_shows_the_core_metrics_and_the_images_of_a_clicked_cell(finish
     names = expected.classes
     off = expected.confusion - np.diag(np.diag(expected.confusion))
     t, p = np.unravel_index(off.argmax(), off.shape)     # the most common mix-up
-    at.session_state[f"{ui.KEY_EVAL_MATRIX}{finished_run.name}:test"] = {
-        "selection": {ui.SELECT_CELL: [{"t": int(t), "p": int(p)}]}}   # what a click on that cell sends
+    at.session_state[f"{state.KEY_EVAL_MATRIX}{finished_run.name}:test"] = {
+        "selection": {state.SELECT_CELL: [{"t": int(t), "p": int(p)}]}}   # what a click on that cell sends
     at.run()
     assert not at.exception, at.exception
     idx = samples_in_cell(expected, int(t), int(p))
@@ -86,7 +86,7 @@ def test_evaluate_validation_split(finished_run):
     from cvdemo.evaluate import evaluate_run
 
     at = on_page("pages/evaluate.py")
-    at.selectbox(key=ui.KEY_EVAL_SPLIT).set_value("val").run()
+    at.selectbox(key=state.KEY_EVAL_SPLIT).set_value("val").run()
     assert not at.exception, at.exception
     assert {m.label: m.value for m in at.metric}["top-1 accuracy"] == f"{evaluate_run(finished_run, 'val').top1:.1%}"
 
@@ -106,14 +106,14 @@ def test_embeddings_pca_separation_box_gallery_and_3d_view(finished_run):
            "y": [float(np.quantile(y, 0.2)), float(np.quantile(y, 0.6))]}
     inside = (x >= box["x"][0]) & (x <= box["x"][1]) & (y >= box["y"][0]) & (y <= box["y"][1])
     assert 0 < inside.sum() < len(x)
-    at.session_state[f"{ui.KEY_EMBED_SCATTER}{finished_run.name}:pca:penultimate:500"] = {
-        "selection": {ui.SELECT_BOX: box}}                         # what dragging that box sends
+    at.session_state[f"{state.KEY_EMBED_SCATTER}{finished_run.name}:pca:penultimate:500"] = {
+        "selection": {state.SELECT_BOX: box}}                         # what dragging that box sends
     at.run()
     assert not at.exception, at.exception
     assert any(s.value.startswith(f"{inside.sum()} selected image") for s in at.subheader)
     assert len(galleries(at)[0]) == min(int(inside.sum()), 24)
 
-    at.segmented_control(key=ui.KEY_EMBED_DIMS).set_value(3).run()
+    at.segmented_control(key=state.KEY_EMBED_DIMS).set_value(3).run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 1
     three = embed_run(finished_run, method="pca", dims=3, layer="penultimate", limit=500)
@@ -137,9 +137,9 @@ def test_explain_an_uploaded_image_with_a_run(finished_run):
     from cvdemo.predict import Classifier
 
     at = on_page("pages/explain.py")
-    at.selectbox(key=ui.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
+    at.selectbox(key=state.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
     data, label = digit_png(finished_run)
-    at.file_uploader(key=ui.KEY_EXPLAIN_UPLOAD).set_value(("digit.png", data, "image/png")).run()
+    at.file_uploader(key=state.KEY_EXPLAIN_UPLOAD).set_value(("digit.png", data, "image/png")).run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
 
@@ -148,31 +148,31 @@ def test_explain_an_uploaded_image_with_a_run(finished_run):
     top = clf.top([image], k=5)[0]
     assert any(m.value == f"### {top[0]['class']} · {top[0]['prob']:.0%}" for m in at.markdown)
     exp = explain_image(clf, image, "gradcam", arch="lenet")
-    f = faithfulness(clf.model, clf.to_input(image), exp, **ui.FAITHFULNESS)
+    f = faithfulness(clf.model, clf.to_input(image), exp, **cached.FAITHFULNESS)
     notes = [m.value for m in at.markdown if m.value.startswith("**Grad-CAM**")]
     assert len(notes) == 1 and f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f}" in notes[0]
     assert f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}" in notes[0]
     # the picture, Grad-CAM and saliency overlays, the first-layer filters, the feature maps
     assert len(galleries(at)) == 5
 
-    at.slider(key=ui.KEY_EXPLAIN_ALPHA).set_value(0.9).run()   # re-blends the cached maps
+    at.slider(key=state.KEY_EXPLAIN_ALPHA).set_value(0.9).run()   # re-blends the cached maps
     assert not at.exception and len(galleries(at)) == 5
 
 
 def test_explain_a_picked_test_image_and_a_broken_upload(finished_run):
     at = on_page("pages/explain.py")
-    at.selectbox(key=ui.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
-    at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).set_value("test").run()
-    at.multiselect(key=ui.KEY_EXPLAIN_METHODS).set_value(["cam"]).run()
+    at.selectbox(key=state.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
+    at.segmented_control(key=state.KEY_EXPLAIN_INPUT).set_value("test").run()
+    at.multiselect(key=state.KEY_EXPLAIN_METHODS).set_value(["cam"]).run()
     assert not at.exception, at.exception
     _, label = digit_png(finished_run, 3)
-    at.number_input(key=ui.KEY_EXPLAIN_PICK).set_value(3).run()
+    at.number_input(key=state.KEY_EXPLAIN_PICK).set_value(3).run()
     assert not at.exception, at.exception
     assert galleries(at)[0][0].startswith(f"test image #3, a {label}")
     # LeNet reads its features through extra layers after pooling: CAM says so in one sentence
     assert any("classic CAM needs" in e.value for e in at.error)
 
-    at.segmented_control(key=ui.KEY_EXPLAIN_INPUT).set_value("upload").run()
-    at.file_uploader(key=ui.KEY_EXPLAIN_UPLOAD).set_value(("cat.png", b"not a picture", "image/png")).run()
+    at.segmented_control(key=state.KEY_EXPLAIN_INPUT).set_value("upload").run()
+    at.file_uploader(key=state.KEY_EXPLAIN_UPLOAD).set_value(("cat.png", b"not a picture", "image/png")).run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "cat.png" in at.error[0].value

@@ -11,12 +11,12 @@ from streamlit.testing.v1 import AppTest
 
 from cvdemo import runs
 from cvdemo.config import RunConfig
-from cvdemo.share import config_from_query, config_to_query, query_key
+from cvdemo.share import config_from_json, config_from_query, config_json, config_to_query, query_key
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `pages` is a package beside streamlit_app.py
 
-from pages import common as ui  # noqa: E402
+from pages.ui import state  # noqa: E402
 
 # -- the conversion (cvdemo.share) ---------------------------------------------------------------
 
@@ -88,7 +88,7 @@ def train_page(**params: str) -> AppTest:
 
 
 def widget(at: AppTest, section: str, name: str):
-    key = ui.form_key(section, name)
+    key = state.form_key(section, name)
     return next(w for kind in ("number_input", "selectbox", "text_input", "checkbox") for w in getattr(at, kind)
                 if w.key == key)
 
@@ -128,7 +128,7 @@ def test_the_form_is_reflected_in_the_url_when_asked():
     assert not at.exception and at.query_params == {}
     widget(at, "train", "epochs").set_value(7)
     widget(at, "train", "optimizer").set_value("adamw")
-    at.button(key=ui.KEY_TRAIN_SHARE).click().run()
+    at.button(key=state.KEY_TRAIN_SHARE).click().run()
     assert not at.exception
     assert at.query_params == {"epochs": "7", "optimizer": "adamw"}
     assert runs.list_runs() == []                                  # sharing trains nothing
@@ -139,16 +139,16 @@ def test_the_form_is_reflected_in_the_url_when_asked():
 
 def test_a_settings_file_is_what_the_page_downloads_and_what_train_reads(tmp_path):
     config = RunConfig().replace(train={"lr": 0.02, "epochs": 2}, model={"name": "lenet_custom"})
-    text = ui.settings_json(config.to_dict())
-    assert ui.settings_from_file("settings.json", text.encode()) == config
+    text = config_json(config.to_dict())
+    assert config_from_json("settings.json", text.encode()) == config
     (tmp_path / "settings.json").write_text(text)
     assert RunConfig.from_json_file(tmp_path / "settings.json") == config   # what `cvdemo train --config` reads
     from cvdemo.errors import CvdemoError
 
     with pytest.raises(CvdemoError, match="not a JSON settings file"):
-        ui.settings_from_file("photo.png", b"\x89PNG\r\n")
+        config_from_json("photo.png", b"\x89PNG\r\n")
     with pytest.raises(CvdemoError, match="lr"):
-        ui.settings_from_file("bad.json", json.dumps({"train": {"lr": -1}}).encode())
+        config_from_json("bad.json", json.dumps({"train": {"lr": -1}}).encode())
 
 
 # -- the Runs page's report ----------------------------------------------------------------------
@@ -158,12 +158,12 @@ def test_the_runs_page_makes_the_report_for_download(digits_run):
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.switch_page("pages/compare.py").run()
     assert not at.exception, at.exception
-    assert at.multiselect(key=ui.KEY_COMPARE).value == [digits_run.name]
+    assert at.multiselect(key=state.KEY_COMPARE).value == [digits_run.name]
     assert not at.get("download_button") or all(b.proto.label != "Download the report (HTML)"
                                                for b in at.get("download_button"))
-    at.button(key=ui.KEY_REPORT_BUILD).click().run()
+    at.button(key=state.KEY_REPORT_BUILD).click().run()
     assert not at.exception, at.exception
-    stored = at.session_state[ui.KEY_REPORT]
+    stored = at.session_state[state.KEY_REPORT]
     text = stored["html"].decode("utf-8")
     assert text.startswith("<!DOCTYPE html>") and "Confusion matrix" in text and "Grad-CAM" in text
     labels = [b.proto.label for b in at.get("download_button")]

@@ -5,7 +5,6 @@ and no user file is ever unpickled."""
 from __future__ import annotations
 
 import ast
-import sys
 import tomllib
 
 import pytest
@@ -13,7 +12,7 @@ from helpers import ROOT, cvdemo
 from hostile import assert_cli_error, assert_sentence, class_image, encode, snapshot
 from PIL import Image
 
-from cvdemo import limits, runs
+from cvdemo import limits, runs, uploads
 from cvdemo.config import RunConfig
 from cvdemo.data import decode_image
 from cvdemo.errors import ConfigError, CvdemoError, DataError
@@ -56,24 +55,19 @@ def test_new_run_folders_stay_directly_under_the_runs_folder(runs_root, field, v
 
 
 def test_uploaded_names_cannot_place_files_outside_the_uploads_folder(runs_root):
-    sys.path.insert(0, str(ROOT))
-    try:
-        from pages import common as ui
-    finally:
-        sys.path.remove(str(ROOT))
     png = class_image(0, 0)
-    folder = ui.save_labelled_images([("../../../evil", "../../../../tmp/x.png", png),
-                                      ("/etc/cron.d", "..\\..\\y.png", png),
-                                      ("ok", "z.png", png)])
-    uploads = runs_root / ui.UPLOADS
-    assert folder.parent == uploads
+    folder = uploads.save_labelled_images([("../../../evil", "../../../../tmp/x.png", png),
+                                           ("/etc/cron.d", "..\\..\\y.png", png),
+                                           ("ok", "z.png", png)])
+    stored = runs_root / uploads.UPLOADS
+    assert folder.parent == stored
     written = [p for p in folder.rglob("*") if p.is_file()]
     assert len(written) == 3 and all(p.resolve().is_relative_to(folder.resolve()) for p in written)
     assert sorted(p.parent.name for p in written) == ["etccrond", "evil", "ok"]
-    zipped = ui.save_zip(b"PK\x05\x06" + bytes(18))
-    assert zipped.parent == uploads and zipped.name.startswith("upload-")  # named by content, never by the user
+    zipped = uploads.save_zip(b"PK\x05\x06" + bytes(18))
+    assert zipped.parent == stored and zipped.name.startswith("upload-")  # named by content, never by the user
     with pytest.raises(CvdemoError, match="no letters or digits"):
-        ui.save_labelled_images([("../..", "a.png", png), ("b", "b.png", png)])
+        uploads.save_labelled_images([("../..", "a.png", png), ("b", "b.png", png)])
 
 
 # -- limits ---------------------------------------------------------------------------------------

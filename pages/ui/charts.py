@@ -1,0 +1,159 @@
+"""Drawing for the pages: training curves (Altair), image tiles and galleries, filter and feature-map
+pictures, and reading back what a user selected on a chart. numpy, pandas, altair and matplotlib are
+imported inside the functions that need them, so the Home page starts without them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages.ui.cached import split_images
+
+# -- images --------------------------------------------------------------------------------------
+
+def tile(images: Any, columns: int | None = None, min_side: int = 72, gap: int = 6) -> Any:
+    """uint8 (N, C, H, W) -> one image with the N images in a grid (`columns` wide; default one row) on
+    white, tiny images enlarged by pixel repetition (nearest) so 8x8 digits stay sharp on a projector.
+    Returns (H', W') for grey and (H', W', 3) for colour images."""
+    import numpy as np
+
+    images = np.asarray(images)
+    n, c, h, w = images.shape
+    columns = max(1, min(columns or n, n))
+    rows = -(-n // columns)
+    k = max(1, -(-min_side // max(h, w)))
+    big = images.repeat(k, axis=2).repeat(k, axis=3)
+    hk, wk = h * k, w * k
+    canvas = np.full((c, rows * (hk + gap) - gap, columns * (wk + gap) - gap), 255, dtype=np.uint8)
+    for i in range(n):
+        y, x = divmod(i, columns)
+        canvas[:, y * (hk + gap): y * (hk + gap) + hk, x * (wk + gap): x * (wk + gap) + wk] = big[i]
+    return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
+
+
+def enlarge(image: Any, side: int) -> Any:
+    """uint8 (C, H, W) -> (H', W') grey or (H', W', 3) colour, pixels repeated (nearest) until the long
+    side reaches about `side`: 8x8 digits stay crisp squares instead of a blur."""
+    import numpy as np
+
+    image = np.asarray(image)
+    k = max(1, round(side / max(image.shape[1:])))
+    big = image.repeat(k, axis=1).repeat(k, axis=2)
+    return big[0] if big.shape[0] == 1 else big[:3].transpose(1, 2, 0)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def thumbnails(run_dir: str, split: str, indices: tuple[int, ...], side: int = 72) -> list[str]:
+    """Small PNG data URLs of some samples of a split, for chart tooltips (a field named "image")."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    urls = []
+    for image in split_images(run_dir, split, indices):
+        buf = io.BytesIO()
+        pic = Image.fromarray(enlarge(image, side))
+        if max(pic.size) > side:
+            pic.thumbnail((side, side))
+        pic.save(buf, format="PNG", optimize=True)
+        urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"))
+    return urls
+
+
+def gallery(images: Any, captions: list[str], width: int = 96) -> None:
+    """uint8 (N, C, H, W) images in wrapping rows, a caption under each; small ones enlarged (nearest)."""
+    if len(images):
+        st.image([enlarge(im, width) for im in images], caption=captions, width=width)
+
+
+def filters_picture(weights: Any, side: int = 40) -> Any:
+    """First-layer filters float (O, I, kh, kw) -> one image: each filter on its own scale, in colour
+    when it reads RGB, grey otherwise."""
+    import numpy as np
+
+    from cvdemo.filters import filters_for_display
+
+    pics = (filters_for_display(weights) * 255 + 0.5).astype(np.uint8)
+    return tile(pics, columns=int(np.ceil(np.sqrt(len(pics)))), min_side=side, gap=4)
+
+
+def feature_maps_picture(maps: Any, limit: int = 64, side: int = 56) -> Any:
+    """Activations float (C, h, w) -> one viridis image of the first `limit` channels, each scaled to its
+    own 1st-99th percentile (dark = low, bright = high)."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    from cvdemo.filters import maps_for_display
+
+    unit = maps_for_display(maps, limit)
+    rgb = (colormaps["viridis"](unit)[..., :3] * 255 + 0.5).astype(np.uint8)  # (C, h, w, 3)
+    return tile(rgb.transpose(0, 3, 1, 2), columns=int(np.ceil(np.sqrt(len(unit)))), min_side=side, gap=4)
+
+
+# -- training curves -----------------------------------------------------------------------------
+
+def curves_frame(metrics_by_run: dict[str, list[dict]]) -> Any:
+    """Long table (run, epoch, metric, split, value) of some runs' metric records. Training loss and
+    learning rate come from the step records (several points per epoch) when the run has them;
+    `epoch` is fractional there (1.0 = the end of the first epoch, where its epoch record sits)."""
+    import pandas as pd
+
+    rows = []
+    for run, records in metrics_by_run.items():
+        has_steps = any(m.get("kind") == "step" for m in records)
+        for m in records:
+            if m.get("kind") == "step":
+                pairs = (("loss", "loss", "train"), ("lr", "learning rate", "train"))
+            elif m.get("kind") == "epoch":
+                pairs = (("val_loss", "loss", "validation"), ("train_top1", "top-1 accuracy", "train"),
+                         ("val_top1", "top-1 accuracy", "validation"))
+                if not has_steps:
+                    pairs += (("train_loss", "loss", "train"), ("lr", "learning rate", "train"))
+            else:
+                continue
+            for key, metric, split in pairs:
+                if m.get(key) is not None:
+                    rows.append({"run": run, "epoch": m["epoch"], "metric": metric, "split": split,
+                                 "value": m[key]})
+    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
+
+
+def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: bool = False,
+                height: int = 260) -> Any:
+    """An Altair line chart of one metric against epoch: train/validation as colours (one run) or
+    runs as colours and splits as dashes (several runs). Legends sit on the right: Streamlit's theme
+    pads a title or a top legend generously, out of the plot's `height`."""
+    import altair as alt
+
+    data = frame[frame["metric"] == metric]
+    y_axis = alt.Axis(format="%" if "accuracy" in metric else "~g", title=metric)
+    x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0)
+    base = alt.Chart(data, height=height).encode(
+        x=alt.X("epoch:Q", title="epoch", scale=x_scale, axis=alt.Axis(tickMinStep=1, format="d")),
+        y=alt.Y("value:Q", scale=alt.Scale(zero=metric == "learning rate"), axis=y_axis),
+        color=alt.Color("run:N" if by_run else "split:N", title=None, legend=alt.Legend(orient="right")),
+        tooltip=["run", "epoch", "split", alt.Tooltip("value:Q", format=".4g")])
+    if by_run:
+        base = base.encode(strokeDash=alt.StrokeDash("split:N", title=None, legend=alt.Legend(orient="right")))
+    few = data.groupby(["run", "split"])["epoch"].count().max() <= 30 if len(data) else True
+    return base.mark_line(point=alt.OverlayMarkDef(size=60) if few else False, strokeWidth=3)
+
+
+def draw_curve(frame: Any, metric: str, **options: Any) -> None:
+    """A bold heading and the chart of one metric (see curve_chart)."""
+    st.markdown(f"**{metric.capitalize()}**")
+    st.altair_chart(curve_chart(frame, metric, **options), width="stretch")
+
+
+# -- selections ----------------------------------------------------------------------------------
+
+def selected(event: Any, name: str) -> Any:
+    """What a chart's selection `name` holds: a list of points (point selection), {field: [lo, hi]}
+    (interval) or None when nothing is selected."""
+    try:
+        value = event["selection"][name]
+    except (KeyError, TypeError):
+        return None
+    return value or None

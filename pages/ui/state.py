@@ -1,0 +1,123 @@
+"""Every st.session_state key the app uses, defined once, and the draft run config the pages share.
+
+Widget keys are session-state keys too: a test finds a widget by the same constant the page gives it.
+Keys ending in ":" are prefixes; the comment says what follows.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import streamlit as st
+
+from cvdemo.config import RunConfig
+
+# -- app-wide ------------------------------------------------------------------------------------
+KEY_DRAFT = "draft_config"             # dict: the RunConfig that Home, Data and Model fill in and Train starts from
+KEY_DATA_INFO = "data_info"            # {"kind", "source", "label", "classes", "channels"} of the last data that loaded
+KEY_FLASH = "flash_message"            # one message to show after a st.rerun()
+KEY_WATCH_RUN = "watch_run"            # the run whose curves the Train page shows (Home's lessons set it)
+
+# -- Home ----------------------------------------------------------------------------------------
+KEY_LESSON_START = "lesson_start:"     # + lesson title: one-click "Start" buttons
+KEY_LESSON_EDIT = "lesson_edit:"       # + lesson title: "change settings first" buttons
+KEY_RECIPE = "recipe"                  # the report recipe picked
+KEY_RECIPE_OPEN = "recipe_open"
+
+# -- Data ----------------------------------------------------------------------------------------
+KEY_DATA_KIND = "data_kind"            # where the images come from
+KEY_DATA_TORCHVISION = "data_torchvision"
+KEY_DATA_LOAD = "data_load"
+KEY_DATA_ZIP = "data_zip"
+KEY_DATA_IMAGES = "data_images"
+KEY_DATA_CLASS = "data_class:"         # + index: class name typed for an uploaded image
+KEY_DATA_MAKE = "data_make"
+KEY_DATA_FOLDER = "data_folder"
+
+# -- Model ---------------------------------------------------------------------------------------
+KEY_MODEL_NAME = "model_name"
+KEY_MODEL_PRETRAINED = "model_pretrained"
+KEY_MODEL_FREEZE = "model_freeze"
+
+# -- Train ---------------------------------------------------------------------------------------
+KEY_FORM = "form:"                     # + "train.lr": the Train form's widgets (see form_key)
+KEY_TRAIN_FORM = "train_form"
+KEY_TRAIN_START = "train_start"
+KEY_TRAIN_CANCEL = "train_cancel"
+KEY_TRAIN_SHARE = "train_share"        # "Update the link" (keeps the form in the URL, trains nothing)
+KEY_URL_SETTINGS = "url_settings"      # the query parameters the Train page last read from or wrote to the URL
+KEY_CONFIG_DOWNLOAD = "config_download"
+KEY_CONFIG_UPLOAD = "config_upload"
+KEY_CONFIG_UPLOADED = "config_uploaded"  # file id of the settings file already applied
+
+# -- Runs ----------------------------------------------------------------------------------------
+KEY_SELECTED_RUN = "selected_run"      # run id picked for download / delete
+KEY_COMPARE = "compare_runs"
+KEY_COMPARE_CSV = "compare_csv"
+KEY_SCATTER_X = "scatter_x"
+KEY_DELETE_CONFIRM = "delete_confirm"
+KEY_DELETE = "delete_run"
+KEY_DOWNLOAD = "download_best"
+KEY_REPORT_BUILD = "report_build"
+KEY_REPORT = "report_html"             # {"runs": the run ids and checkpoint times it covers, "html": bytes}
+KEY_REPORT_DOWNLOAD = "report_download"
+
+# -- Classify ------------------------------------------------------------------------------------
+KEY_CLASSIFY_WITH = "classify_with"
+KEY_CLASSIFY_FILES = "classify_files"
+KEY_CLASSIFY_TOPK = "classify_topk"
+KEY_CLASSIFY_CSV = "classify_csv"
+
+# -- Evaluate, Embeddings, Explain ---------------------------------------------------------------
+KEY_EVAL_RUN = "eval_run"
+KEY_EVAL_SPLIT = "eval_split"
+KEY_EVAL_MATRIX = "eval_matrix:"       # + run id + ":" + split: the confusion-matrix chart (its state = clicked cell)
+KEY_EMBED_RUN = "embed_run"
+KEY_EMBED_METHOD = "embed_method"
+KEY_EMBED_DIMS = "embed_dims"
+KEY_EMBED_LAYER = "embed_layer"
+KEY_EMBED_LIMIT = "embed_limit"
+KEY_EMBED_SCATTER = "embed_scatter:"   # + the picture's settings: the 2-D scatter (its state = the box drawn)
+KEY_EXPLAIN_WITH = "explain_with"
+KEY_EXPLAIN_INPUT = "explain_input"
+KEY_EXPLAIN_UPLOAD = "explain_upload"
+KEY_EXPLAIN_CAMERA = "explain_camera"
+KEY_EXPLAIN_PICK = "explain_pick"
+KEY_EXPLAIN_TARGET = "explain_target"
+KEY_EXPLAIN_METHODS = "explain_methods"
+KEY_EXPLAIN_ALPHA = "explain_alpha"
+KEY_EXPLAIN_MAPS_LAYER = "explain_maps_layer"
+
+# Names of the chart selections the pages read back from a chart's state (see charts.selected).
+SELECT_CELL = "cell"
+SELECT_BOX = "box"
+
+
+def form_key(section: str, name: str) -> str:
+    """The Train form widget's key for a config field: form_key("train", "lr") -> "form:train.lr"."""
+    return f"{KEY_FORM}{section}.{name}" if section else f"{KEY_FORM}{name}"
+
+
+# -- the draft config shared by Home, Data, Model and Train --------------------------------------
+
+def draft() -> dict[str, Any]:
+    """A copy of the run config the Train form starts from (a plain dict, as RunConfig.to_dict gives)."""
+    if KEY_DRAFT not in st.session_state:
+        st.session_state[KEY_DRAFT] = RunConfig().to_dict()
+    return copy.deepcopy(st.session_state[KEY_DRAFT])
+
+
+def update_draft(**sections: dict[str, Any]) -> None:
+    """Change some fields of the draft: `update_draft(data={"source": "mnist"})`."""
+    raw = draft()
+    for section, values in sections.items():
+        raw[section].update(values)
+    st.session_state[KEY_DRAFT] = raw
+
+
+def set_draft(config: RunConfig) -> None:
+    """Make `config` the draft and let the Train form's widgets show it (their kept values are dropped)."""
+    st.session_state[KEY_DRAFT] = config.to_dict()
+    for key in [k for k in st.session_state.keys() if isinstance(k, str) and k.startswith(KEY_FORM)]:
+        del st.session_state[key]

@@ -1,0 +1,165 @@
+"""Widgets the pages share: messages (errors, flash, run states), run pickers and the config form's fields."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import streamlit as st
+
+from cvdemo.config import field_infos
+from cvdemo.errors import CvdemoError
+from cvdemo.run_list import run_label
+from cvdemo.runs import RunInfo
+from pages.ui.state import KEY_FLASH, form_key
+
+# Material icons ship with Streamlit, so they show on a laptop with no emoji font too.
+STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
+               "completed": ":material/check_circle:", "diverged": ":material/trending_up:",
+               "cancelled": ":material/stop_circle:", "failed": ":material/error:", "interrupted": ":material/bolt:"}
+
+# st.dataframe column formats for the accuracy columns of run tables.
+PERCENT_COLUMNS = {name: st.column_config.NumberColumn(format="percent")
+                   for name in ("val top-1", "best val top-1", "test top-1", "test top-2", "test top-5")}
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+def plain(text: str) -> str:
+    """Text shown as written: st.error and friends read Markdown, which would turn `cats/*.jpg and
+    dogs/*.jpg` into italics and a class named `<b>` into markup."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~$])", r"\\\1", str(text))
+
+
+def show_error(error: CvdemoError) -> None:
+    """A user-facing error as one readable sentence on the page."""
+    st.error(plain(error), icon=":material/warning:")
+
+
+def show_failure(error: Exception, doing: str) -> None:
+    """Any failure as one sentence: a CvdemoError as it is, anything else as what was being done and why."""
+    if isinstance(error, CvdemoError):
+        show_error(error)
+    else:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        show_error(CvdemoError(f"{doing} failed: {reason}"))
+
+
+def flash(message: str | None = None) -> None:
+    """With a message: keep it for the next run. Without: show the kept message once."""
+    if message is not None:
+        st.session_state[KEY_FLASH] = message
+    elif KEY_FLASH in st.session_state:
+        st.success(st.session_state.pop(KEY_FLASH), icon=":material/check:")
+
+
+def show_run_state(r: RunInfo) -> None:
+    """The run's state in words: why it diverged, why it failed, or how it finished."""
+    if r.state == "completed":
+        st.success(f"Finished: {r.message}.", icon=STATE_ICONS["completed"])
+    elif r.state == "diverged":
+        st.error(f"The training diverged: {r.message}. The loss blew up to a value no further step can "
+                 "recover from — this is what a learning rate that is too high does.", icon=STATE_ICONS["diverged"])
+    elif r.state == "failed":
+        st.error(f"The run failed: {r.message}", icon=STATE_ICONS["failed"])
+    elif r.state == "cancelled":
+        st.warning("The run was cancelled; its last finished epoch is saved.", icon=STATE_ICONS["cancelled"])
+    elif r.state == "interrupted":
+        st.warning(r.message, icon=STATE_ICONS["interrupted"])
+    else:
+        st.info(f"{r.state.capitalize()}: {r.message or 'starting'}", icon=STATE_ICONS.get(r.state))
+
+
+def no_trained_runs() -> None:
+    """What the analysis pages say when no run has weights yet."""
+    st.info("No trained run yet. Press **Start** on the *Digits with LeNet* lesson on Home (it trains in under a "
+            "minute), or set up a run on Train; it shows up here once it has finished an epoch.",
+            icon=":material/info:")
+
+
+# -- pickers -------------------------------------------------------------------------------------
+
+def run_picker(found: list[RunInfo], key: str, label: str = "Run") -> RunInfo:
+    """A selectbox of runs (the newest completed one first time round); returns the chosen run."""
+    by_id = {r.id: r for r in found}
+    if st.session_state.get(key) not in by_id:
+        done = [r for r in found if r.state == "completed"]
+        st.session_state[key] = (done or found)[0].id
+
+    def name(run_id: str) -> str:
+        r = by_id[run_id]
+        score = f"test top-1 {r.test_top1:.1%}" if r.test_top1 is not None else r.state
+        return f"{run_label(r)} · {score}"
+
+    return by_id[st.selectbox(label, list(by_id), format_func=name, key=key)]
+
+
+def freeze_choices(model_name: str) -> dict[str, str]:
+    """What `model.freeze` can be for a model -> words for it: nothing, the groups up to one of them,
+    or everything but the head."""
+    from cvdemo.models import get_spec  # imports torch: not on Home
+
+    groups = [g for g, _ in get_spec(model_name).groups]
+    return {"none": "nothing: every layer learns",
+            **{f"until:{g}": f"the layers up to {g}" for g in groups[:-2]},
+            "backbone": "everything but the new head"}
+
+
+# -- the config form -----------------------------------------------------------------------------
+
+def _float_step(value: float, info: Any) -> float:
+    """The number input's +/- step: the value's power of ten, or a small step near 0."""
+    if value and value > 0:
+        return 10.0 ** math.floor(math.log10(value))
+    return 0.01 if (info.max or 1) <= 1 else 0.1
+
+
+def field_widget(section: str, info: Any, value: Any, choices: list[str] | None = None) -> Any:
+    """One widget for one config field, chosen from its kind and metadata (help, range, choices).
+
+    Returns a raw value for RunConfig.from_dict (which validates it): lists as comma-separated text.
+    """
+    key, label, help_text = form_key(section, info.name), info.name.replace("_", " "), info.help or None
+    options = list(choices or info.choices or [])
+    if info.kind == "bool":
+        return st.checkbox(label, value=bool(value), key=key, help=help_text)
+    if options:
+        if value not in options:
+            options = [value, *options]
+        return st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
+    if info.kind in ("int", "float"):
+        is_int = info.kind == "int"
+        cast = int if is_int else float
+        bounds = {"min_value": cast(info.min) if info.min is not None else None,
+                  "max_value": cast(info.max) if info.max is not None else None}
+        step = 1 if is_int else _float_step(value, info)
+        return st.number_input(label, value=None if value is None else cast(value), step=step, key=key,
+                               help=help_text, format=None if is_int else "%g",
+                               placeholder="automatic" if info.optional else None, **bounds)
+    if info.kind == "list":
+        text = ", ".join(str(v) for v in value or ())
+        return st.text_input(label, text, key=key, help=f"{help_text or ''} (comma-separated)", placeholder="none")
+    text = st.text_input(label, value or "", key=key, help=help_text,
+                         placeholder="optional" if info.optional else None)
+    return (text.strip() or None) if info.optional else text
+
+
+def config_section(section: str, cls: type, values: dict, *, primary: tuple[str, ...],
+                   choices: dict[str, list[str]] | None = None) -> dict:
+    """Widgets for every field of a config dataclass: the `primary` ones in view, the rest in an expander
+    (so fields the core adds later appear without touching the page). Returns {field: raw value}."""
+    infos = field_infos(cls)
+    choices = choices or {}
+    out = {}
+    for group in ([f for f in infos if f.name in primary], [f for f in infos if f.name not in primary]):
+        if not group:
+            continue
+        box = st.container() if group[0].name in primary else st.expander(f"More {section} settings")
+        with box:
+            cols = st.columns(2)
+            for i, info in enumerate(group):
+                with cols[i % 2]:
+                    out[info.name] = field_widget(section, info, values.get(info.name, info.default),
+                                                  choices.get(info.name))
+    return out
