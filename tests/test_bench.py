@@ -2,6 +2,7 @@
 benchmark's business, these tests check that its figures are figures of the same work)."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,8 +38,9 @@ def test_explain_benchmark_times_every_method_against_captum_on_the_same_maps():
             assert r["difference"] < 1e-4, (name, r["difference"])
 
 
+@pytest.mark.slow
 def test_integrated_gradients_memory_probe_sees_batching():
-    if not bench.Path("/proc/self/clear_refs").exists():
+    if not Path("/proc/self/clear_refs").exists():
         pytest.skip("needs Linux's /proc to reset the peak resident size")
     batched = bench.ig_peak_memory(n_steps=16, internal_batch_size=2, size=96)
     at_once = bench.ig_peak_memory(n_steps=16, internal_batch_size=16, size=96)
@@ -46,6 +48,7 @@ def test_integrated_gradients_memory_probe_sees_batching():
     assert at_once > 2 * batched > 0, (batched, at_once)
 
 
+@pytest.mark.slow
 def test_embed_benchmark_compares_the_chosen_tsne_with_scikit_learn():
     import openTSNE  # noqa: F401  (pinned in requirements.txt: a missing install fails here, not skips)
     x, labels = bench.tsne_points(5000)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cvdemo.data import decode_image
-from cvdemo.data.folder import jpeg_header
+from cvdemo.data.jpeg import jpeg_header
 from cvdemo.errors import DataError
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from cvdemo.data import decode_pool, jpeg, load_dataset, make_loader
 from cvdemo.data import folder as folder_mod
-from cvdemo.data import load_dataset, make_loader
 from cvdemo.data.archive import ZipReader
 from cvdemo.errors import DataError
 
@@ -209,12 +209,12 @@ def test_jpeg_fast_path_gives_pillows_pixels(tmp_path, monkeypatch, with_cut_fil
         files["dog/cut.jpg"] = cut[: len(cut) // 2]
     src = make("zip", tmp_path, files)
     for name in ("FAST_JPEG_MIN", "FAST_JPEG_MIN_IMPORTED"):
-        monkeypatch.setattr(folder_mod, name, 10**9)
+        monkeypatch.setattr(jpeg, name, 10**9)
     slow = load_dataset(src, skip_bad=True)
     for name in ("FAST_JPEG_MIN", "FAST_JPEG_MIN_IMPORTED"):
-        monkeypatch.setattr(folder_mod, name, 1)
-    real, decoded = folder_mod._fast_jpegs, []
-    monkeypatch.setattr(folder_mod, "_fast_jpegs", lambda *a: decoded.append(len(r := real(*a))) or r)
+        monkeypatch.setattr(jpeg, name, 1)
+    real, decoded = jpeg.fast_jpegs, []
+    monkeypatch.setattr(jpeg, "fast_jpegs", lambda *a: decoded.append(len(r := real(*a))) or r)
     fast = load_dataset(src, skip_bad=True)
     assert sum(decoded) == (6 if with_cut_file else 19)  # with the cut file, train's block fell back
     assert fast.skipped == slow.skipped == (["dog/cut.jpg in photos.zip"] if with_cut_file else [])
@@ -225,7 +225,7 @@ def test_jpeg_fast_path_gives_pillows_pixels(tmp_path, monkeypatch, with_cut_fil
 def test_parallel_decoding_matches_serial(tmp_path, monkeypatch):
     src = make("zip", tmp_path, tree({"train": 6, "test": 2}))
     serial = load_dataset(src)
-    monkeypatch.setattr(folder_mod, "PARALLEL_MIN_NATIVE", 1)
+    monkeypatch.setattr(decode_pool, "PARALLEL_MIN_NATIVE", 1)
     monkeypatch.setenv("CVDEMO_DECODE_PROCESSES", "2")
     parallel = load_dataset(src)
     assert torch.equal(serial.train.images, parallel.train.images)

@@ -139,10 +139,11 @@ def test_a_run_without_a_checkpoint_still_reports_what_it_has(tmp_path):
 
 
 def test_literal_choices_in_the_cli_match_the_core():
-    from cvdemo import cli_report, evaluate, export
+    from cvdemo import checkpoint, embed, evaluate, export
+    from cvdemo.cli import _common as cli
 
-    assert cli_report.FORMATS == export.FORMATS
-    assert cli_report.SPLITS == evaluate.SPLITS and cli_report.CHECKPOINTS == evaluate.CHECKPOINTS
+    assert cli.FORMATS == export.FORMATS and cli.TSNE_BACKENDS == embed.TSNE_BACKENDS
+    assert cli.SPLITS == evaluate.SPLITS and cli.CHECKPOINTS == checkpoint.CHECKPOINTS
 
 
 @pytest.mark.parametrize("bad", ["--explain=-1", "--embed-limit=0"])

@@ -7,19 +7,15 @@ Accepted layouts, at the root or inside a single wrapper folder (`cifar10/train/
     <class>/...                              (flat: train/val/test are carved out, stratified)
 
 Small splits are decoded once at load time into a uint8 tensor; big ones stay lazy (decoded
-on access). On machines with 4 or more cores, decoding tens of thousands of files is
-spread over forked processes.
+on access). The decoding itself (chunks, worker processes) is `cvdemo.data.decode_pool`; the
+JPEG fast path is `cvdemo.data.jpeg`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import sys
 import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,18 +25,15 @@ import torch
 
 from cvdemo import limits
 from cvdemo.data.archive import DirReader, ZipReader
-from cvdemo.data.decode import finish_decode, is_gray, open_header
-from cvdemo.data.imageset import DataBundle, ImageSet, LazySource, resize_square
+from cvdemo.data.decode_pool import decode_chunks
+from cvdemo.data.imageset import DataBundle, ImageSet, LazySource
+from cvdemo.data.jpeg import use_fast_jpeg
 from cvdemo.data.split import stratified_split, stratified_subset
 from cvdemo.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MEMORY_BUDGET = 512 * 2**20     # bytes of uint8 pixels a split may hold in memory
 DEFAULT_SIZE = 224              # lazy / resized side when the caller gives no image size
-PARALLEL_MIN_NATIVE = 4000      # files before decoding at native size is spread over processes
-PARALLEL_MIN_RESIZE = 256       # ... and before decoding-and-shrinking (big photos) is
-FAST_JPEG_MIN = 20_000          # JPEGs to decode before importing torchvision (~1.5 s) to decode them faster
-FAST_JPEG_MIN_IMPORTED = 256    # ... when torchvision is already imported
 
 _TEST_NAMES = ("test",)
 _VAL_NAMES = ("val", "valid", "validation")
@@ -100,7 +93,7 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
         parts[split] = ([names[i] for i in keep], y[keep])
 
     size = int(image_size or DEFAULT_SIZE)
-    fast = _use_fast_jpeg([n for names, _ in parts.values() for n in names])
+    fast = use_fast_jpeg([n for names, _ in parts.values() for n in names])
     decoded = {split: decode_split(reader, names, y, size=size, skip_bad=skip_bad, max_pixels=max_pixels,
                                    fast_jpeg=fast)
                for split, (names, y) in parts.items()}
@@ -238,9 +231,9 @@ def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int
     max_pixels = limits.max_pixels() if max_pixels is None else max_pixels
     members = [reader.member(n) for n in names]
     native_max = max(4 * size, 512)
-    results = _run(reader, members, mode="native", size=size, budget=budget, native_max=native_max,
-                   skip_bad=skip_bad, max_pixels=max_pixels,
-                   fast_jpeg=_use_fast_jpeg(names) if fast_jpeg is None else fast_jpeg)
+    results = decode_chunks(reader, members, mode="native", size=size, budget=budget, native_max=native_max,
+                            skip_bad=skip_bad, max_pixels=max_pixels,
+                            fast_jpeg=use_fast_jpeg(names) if fast_jpeg is None else fast_jpeg)
     bad = [(start + k, msg) for start, r in results for k, msg in r["bad"]]
     if bad and not skip_bad:
         raise DataError(_skip_hint(bad[0][1]))
@@ -264,8 +257,8 @@ def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int
     if len(ok) * channels * size * size > budget:
         return done(ok, None)
     # Mixed (or too big) sizes that fit once shrunk: decode again, resizing each image.
-    results = _run(reader, [members[i] for i in ok], mode="resize", size=size, budget=budget,
-                   native_max=native_max, skip_bad=skip_bad, max_pixels=max_pixels)
+    results = decode_chunks(reader, [members[i] for i in ok], mode="resize", size=size, budget=budget,
+                            native_max=native_max, skip_bad=skip_bad, max_pixels=max_pixels)
     bad2 = [(ok[start + k], msg) for start, r in results for k, msg in r["bad"]]
     if bad2 and not skip_bad:
         raise DataError(_skip_hint(bad2[0][1]))
@@ -284,209 +277,5 @@ def _join(arrays: list[np.ndarray | None]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _use_fast_jpeg(names: list[str]) -> bool:
-    """Worth importing torchvision (1.5 s or more) to decode many JPEGs in a third of Pillow's time?
-    (Measured on 32x32 CIFAR files: ~40 us per file with torchvision, ~120 us with Pillow.)"""
-    jpegs = sum(1 for n in names if n[-4:].lower() in (".jpg", "jpeg"))
-    if jpegs < (FAST_JPEG_MIN_IMPORTED if "torchvision" in sys.modules else FAST_JPEG_MIN):
-        return False
-    try:
-        import torchvision.io  # noqa: F401  (imported here, before any fork, so that workers share it)
-    except Exception:
-        return False
-    return True
-
-
 def _skip_hint(message: str) -> str:
     return f"{message}, or load with skip_bad (--skip-bad) to skip unreadable files"
-
-
-def _run(reader: Any, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
-         skip_bad: bool, max_pixels: int, fast_jpeg: bool = False) -> list[tuple[int, dict]]:
-    """Decode `members` in chunks, in worker processes when there are many; [(start, chunk result)]."""
-    n = len(members)
-    procs = _processes(n, PARALLEL_MIN_NATIVE if mode == "native" else PARALLEL_MIN_RESIZE)
-    chunks = max(1, procs * 4) if procs > 1 else 1
-    bounds = np.linspace(0, n, chunks + 1).round().astype(int)
-    jobs = [(reader, members[a:b], dict(mode=mode, size=size, budget=budget * (b - a) // max(n, 1),
-                                        native_max=native_max, skip_bad=skip_bad, max_pixels=max_pixels,
-                                        fast_jpeg=fast_jpeg))
-            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    if procs <= 1:
-        return [(int(a), _decode_chunk(job)) for a, job in zip(bounds[:-1], jobs, strict=True)]
-    ctx = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(max_workers=procs, mp_context=ctx)
-    try:
-        out = []
-        for a, result in zip(bounds[:-1], pool.map(_decode_chunk, jobs), strict=True):
-            out.append((int(a), result))
-            if result["bad"] and not skip_bad:
-                break
-        return out
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _processes(n: int, threshold: int) -> int:
-    """How many decoding processes: CVDEMO_DECODE_PROCESSES if set; else, for big jobs on machines with
-    at least 4 cores, one per core but one (at most 8). With 2 cores a second process measured slower
-    than decoding in-process (forking, copy-on-write and result transfer cost more than they save)."""
-    env = os.environ.get("CVDEMO_DECODE_PROCESSES", "").strip()
-    cores = os.cpu_count() or 1
-    if env.isdigit():
-        wanted = int(env)
-    else:
-        wanted = min(cores - 1, 8) if n >= threshold and cores >= 4 else 1
-    if wanted <= 1 or "fork" not in multiprocessing.get_all_start_methods() \
-            or multiprocessing.current_process().daemon:
-        return 1
-    return wanted
-
-
-def _decode_chunk(job: tuple[Any, list[Any], dict]) -> dict:
-    """Check (and decode) a run of files. Result: ok (local indices of readable files), bad ((index, message)),
-    gray (all readable files grey), array ((k, c, H, W) uint8 or None) and uniform (native mode: all decoded
-    at one size within the byte budget; otherwise the rest was only header-checked and array is None)."""
-    reader, members, p = job
-    return _scan(reader, members, **p)
-
-
-def _scan(reader: Any, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
-          skip_bad: bool, max_pixels: int, fast_jpeg: bool = False) -> dict:
-    native = mode == "native"
-    keep_pixels = True
-    arrays: list[np.ndarray] = []
-    ok: list[int] = []
-    bad: list[tuple[int, str]] = []
-    gray_all, used, shape = True, 0, None
-    block = 256
-    for start in range(0, len(members), block):
-        datas: dict[int, bytes | DataError] = {}
-        for k in range(start, min(start + block, len(members))):
-            try:
-                datas[k] = reader.read(members[k])
-            except DataError as e:
-                datas[k] = e
-        fast = _fast_jpegs(datas, max_pixels) if fast_jpeg and native and keep_pixels else {}
-        for k, data in datas.items():
-            name = reader.display(members[k])
-            try:
-                if isinstance(data, DataError):
-                    raise data
-                if k in fast:
-                    a, (w, h), gray = fast[k]  # a: tensor (c, H, W)
-                    hw = a.shape[1:]
-                    img = None
-                else:
-                    img = open_header(data, name, max_pixels=max_pixels)
-                    (w, h), gray = img.size, is_gray(img)
-                if native and keep_pixels and (max(w, h) > native_max or used + w * h * (1 if gray else 3) > budget):
-                    keep_pixels = False
-                if keep_pixels:
-                    if native:
-                        if img is not None:
-                            a = np.asarray(finish_decode(img, name, "L" if gray else "RGB"))  # (H, W[, 3])
-                            hw = a.shape[:2]
-                        if shape is None:
-                            shape = hw
-                        if hw != shape:
-                            keep_pixels = False
-                        else:
-                            arrays.append(a)
-                            used += hw[0] * hw[1] * (1 if gray else 3)
-                    else:
-                        im = finish_decode(img, name, "L" if gray else "RGB", draft=(size, size))
-                        arrays.append(np.asarray(resize_square(im, size)))
-            except DataError as e:
-                bad.append((k, str(e)))
-                if not skip_bad:
-                    return _chunk_result(ok, bad, gray_all, arrays, keep_pixels, size)
-                continue
-            ok.append(k)
-            gray_all = gray_all and gray
-    return _chunk_result(ok, bad, gray_all, arrays, keep_pixels, size)
-
-
-def _chunk_result(ok: list[int], bad: list, gray: bool, arrays: list, keep_pixels: bool, size: int) -> dict:
-    """Stack decoded images (numpy (H, W) or (H, W, 3) from Pillow, tensors (c, H, W) from torchvision)
-    into one uint8 array (n, c, H, W)."""
-    array = None
-    if keep_pixels:
-        if arrays:
-            colour = any((a.ndim == 3 and a.shape[2] == 3) if isinstance(a, np.ndarray) else a.shape[0] == 3
-                         for a in arrays)
-            first = arrays[0]
-            h, w = first.shape[:2] if isinstance(first, np.ndarray) else first.shape[1:]
-            array = np.empty((len(arrays), 3 if colour else 1, h, w), np.uint8)
-            out = torch.from_numpy(array)
-            if all(isinstance(a, torch.Tensor) and a.shape[0] == array.shape[1] for a in arrays):
-                torch.stack(arrays, out=out)  # the usual case (all JPEGs): one copy in C++
-            else:
-                for i, a in enumerate(arrays):
-                    if isinstance(a, np.ndarray):
-                        array[i] = a if a.ndim == 2 else a.transpose(2, 0, 1)
-                    else:
-                        out[i].copy_(a)
-        else:
-            array = np.zeros((0, 1, size, size), np.uint8)
-    return {"ok": ok, "bad": bad, "gray": gray, "array": array, "uniform": keep_pixels}
-
-
-# Baseline, extended and progressive Huffman JPEG frames: what the fast path decodes.
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2})
-_ANY_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
-
-def jpeg_header(data: bytes) -> tuple[int, int, int] | None:
-    """(width, height, components) of an 8-bit Huffman-coded JPEG from its frame header, else None."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i, n = 2, len(data)
-    while i + 9 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            i += 2
-            continue
-        if marker in _ANY_SOF:
-            if marker not in _SOF_MARKERS or data[i + 4] != 8:
-                return None
-            h, w = (data[i + 5] << 8) | data[i + 6], (data[i + 7] << 8) | data[i + 8]
-            return w, h, data[i + 9] if i + 9 < n else 0
-        if marker in (0xD9, 0xDA):
-            return None
-        i += 2 + ((data[i + 2] << 8) | data[i + 3])
-    return None
-
-
-def _fast_jpegs(datas: dict[int, bytes | DataError], max_pixels: int) -> dict[int, tuple]:
-    """Decode the plain 8-bit grey/colour JPEGs of a block in one torchvision call (libjpeg-turbo, the same
-    pixels as Pillow, EXIF orientation applied): {index: (uint8 tensor (c, H, W), (w, h), grey)}. Anything
-    else, and the whole block if any of it fails, is left to Pillow, which also words the errors."""
-    picks, tensors, info = [], [], []
-    for k, data in datas.items():
-        if isinstance(data, DataError):
-            continue
-        head = jpeg_header(data)
-        if head is None or head[2] not in (1, 3) or head[0] * head[1] > max_pixels or head[0] * head[1] == 0:
-            continue
-        picks.append(k)
-        tensors.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-        info.append(head)
-    if not picks:
-        return {}
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    try:
-        out = decode_jpeg(tensors, mode=ImageReadMode.UNCHANGED, apply_exif_orientation=True)
-    except Exception:  # a damaged file somewhere in the block: Pillow decodes (and explains) one by one
-        return {}
-    result = {}
-    for k, t, (w, h, c) in zip(picks, out, info, strict=True):
-        if t.shape[0] == c:
-            result[k] = (t, (w, h), c == 1)
-    return result

@@ -7,25 +7,38 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-# Literal copies of cvdemo.export.FORMATS and cvdemo.evaluate.SPLITS / CHECKPOINTS (a test checks they
-# agree): importing those modules here would put torch on the start-up path of every command.
-FORMATS = ("torchscript", "onnx")
-SPLITS = ("test", "val", "train")
-CHECKPOINTS = ("best", "last")
+from cvdemo.cli._common import CHECKPOINTS, FORMATS, SPLITS, command, emit
+from cvdemo.errors import ConfigError
 
 
-def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
-    print(json.dumps(payload) if args.json else human)
+def add_parsers(subparsers: Any) -> None:
+    p = command(subparsers, "report", "one self-contained HTML report of a run, or a comparison of several runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or run ids")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--title", help="heading of the report (default: from the runs)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="the split every metric is measured on")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--explain", type=int, default=3, help="images with a Grad-CAM overlay per run (0 = none)")
+    p.add_argument("--gallery", type=int, default=16, help="most confidently wrong images per run")
+    p.add_argument("--embed-limit", type=int, default=1000, help="at most this many points in the PCA plot")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.set_defaults(func=cmd_report)
+
+    p = command(subparsers, "export",
+                "write a run's model as TorchScript or ONNX with a model card (JSON and Markdown)")
+    p.add_argument("run", help="a run folder or run id")
+    p.add_argument("--format", default="torchscript", choices=FORMATS)
+    p.add_argument("--out", required=True, help="folder for the model file, model_card.json and model_card.md")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cvdemo.errors import ConfigError
     from cvdemo.report import ReportOptions, write_report
 
     for flag in ("explain", "gallery", "embed_limit"):
@@ -39,7 +52,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                        on_run=lambda d: print(f"reporting on run {Path(d).name} ...", file=sys.stderr))
     seconds = time.perf_counter() - started
     size = out.stat().st_size
-    _emit(args, {"out": str(out), "runs": list(args.runs), "bytes": size, "seconds": round(seconds, 2)},
+    emit(args, {"out": str(out), "runs": list(args.runs), "bytes": size, "seconds": round(seconds, 2)},
           f"wrote {out} ({size / 2**20:.1f} MB, {len(args.runs)} run{'s' if len(args.runs) > 1 else ''}, "
           f"{seconds:.1f} s)")
     return 0
@@ -62,27 +75,5 @@ def cmd_export(args: argparse.Namespace) -> int:
     if "max_abs_diff" in check:
         lines.append(f"checked against the run on {check['images']} test images: largest probability "
                      f"difference {check['max_abs_diff']:.2g}")
-    _emit(args, {"out": str(out), "files": files, "card": card}, "\n".join(lines))
+    emit(args, {"out": str(out), "files": files, "card": card}, "\n".join(lines))
     return 0
-
-
-def register(command: Any) -> None:
-    """Add report and export to the `cvdemo` parser (importing nothing heavy)."""
-    p = command("report", "one self-contained HTML report of a run, or a comparison of several runs")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or run ids")
-    p.add_argument("--out", required=True, help="the HTML file to write")
-    p.add_argument("--title", help="heading of the report (default: from the runs)")
-    p.add_argument("--split", default="test", choices=SPLITS, help="the split every metric is measured on")
-    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
-    p.add_argument("--explain", type=int, default=3, help="images with a Grad-CAM overlay per run (0 = none)")
-    p.add_argument("--gallery", type=int, default=16, help="most confidently wrong images per run")
-    p.add_argument("--embed-limit", type=int, default=1000, help="at most this many points in the PCA plot")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
-    p.set_defaults(func=cmd_report)
-
-    p = command("export", "write a run's model as TorchScript or ONNX with a model card (JSON and Markdown)")
-    p.add_argument("run", help="a run folder or run id")
-    p.add_argument("--format", default="torchscript", choices=FORMATS)
-    p.add_argument("--out", required=True, help="folder for the model file, model_card.json and model_card.md")
-    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
-    p.set_defaults(func=cmd_export)

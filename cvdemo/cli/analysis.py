@@ -11,19 +11,78 @@ Each prints a short human summary, or with --json one JSON object as the last li
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from cvdemo.cli._common import CHECKPOINTS, SPLITS, TSNE_BACKENDS, command, emit
+from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError, CvdemoError
-
-
-def _emit(args: argparse.Namespace, payload: dict[str, Any], human: str) -> None:
-    print(json.dumps(payload) if args.json else human)
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v:.1%}"
+
+
+def add_parsers(subparsers: Any) -> None:
+    p = command(subparsers, "evaluate",
+                "every metric of a run on its test (or val/train) split, with figures if asked")
+    p.add_argument("run", help="a run folder or run id")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--plots", metavar="DIR", help="write confusion, per-class, reliability and most-wrong PNGs here")
+    p.add_argument("--most-wrong", type=int, default=16, help="how many confidently wrong samples to list")
+    p.add_argument("--refresh", action="store_true", help="recompute the stored predictions")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = command(subparsers, "embed", "PCA or t-SNE of a run's features, as a CSV of points (and a picture)")
+    p.add_argument("run", help="a run folder or run id")
+    p.add_argument("--method", default="pca", choices=("pca", "tsne"))
+    p.add_argument("--dims", type=int, default=2, choices=(2, 3))
+    p.add_argument("--layer", help="penultimate (default), logits, or a dotted layer path such as features.3")
+    p.add_argument("--split", default="test", choices=SPLITS)
+    p.add_argument("--limit", type=int, help="at most N samples, stratified by class with --seed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
+    p.add_argument("--backend", default="auto", choices=TSNE_BACKENDS, help="t-SNE implementation")
+    p.add_argument("--pretrained-backbone", action="store_true",
+                   help="features of the architecture's ImageNet weights instead of the run's (same samples)")
+    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
+    p.add_argument("--out", required=True, help="CSV file: x, y[, z], true, predicted, index")
+    p.add_argument("--plot", help="PNG scatter plot")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_embed)
+
+    p = command(subparsers, "explain", "an attribution heat map of why a model predicted a class for an image")
+    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE", help="RUN IMAGE or, with --model, IMAGE")
+    p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
+    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("--method", required=True,
+                   help="saliency, integrated_gradients, smoothgrad, occlusion, guided_backprop, gradcam, "
+                        "guided_gradcam, cam, or all (a grid of every method)")
+    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
+    p.add_argument("--out", required=True, help="PNG: the overlay, or the grid for --method all")
+    p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity, 0 to 1")
+    p.add_argument("--layer", help="Grad-CAM layer (default: the architecture's last feature map)")
+    p.add_argument("--steps", type=int, help="integrated gradients: interpolation steps (default 32)")
+    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 16)")
+    p.add_argument("--base", help="smoothgrad: the method to smooth (default saliency)")
+    p.add_argument("--window", type=int, help="occlusion: square side in pixels (default side/7)")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip the deletion score")
+    p.add_argument("--insertion", action="store_true", help="also the insertion score (more forward passes)")
+    p.add_argument("--sanity", action="store_true",
+                   help="also run the model-randomisation check (Spearman correlation with a random-weight copy)")
+    p.set_defaults(func=cmd_explain)
+
+    p = command(subparsers, "filters", "the first layer's filters, and the feature maps of an image at a layer")
+    p.add_argument("run", nargs="?", help="a run folder or run id (or use --model M --pretrained)")
+    p.add_argument("--model", help="a pretrained network instead of a run")
+    p.add_argument("--pretrained", action="store_true")
+    p.add_argument("--out", required=True, help="PNG grid of the first-layer filters")
+    p.add_argument("--image", help="an image whose feature maps to draw")
+    p.add_argument("--layer", help="layer for the feature maps (default: the first convolution)")
+    p.add_argument("--maps-out", help="PNG grid of the feature maps")
+    p.set_defaults(func=cmd_filters)
 
 
 # -- evaluate ------------------------------------------------------------------------------------
@@ -53,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         lines += [f"  #{w['index']}: {names[w['true']]} -> {names[w['pred']]} ({w['confidence']:.1%})"
                   for w in result.most_wrong[:10]]
     lines += [f"figure: {p}" for p in figures]
-    _emit(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 
@@ -81,7 +140,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     human = (f"{emb.method} of {len(emb.labels)} {emb.layer} feature vectors ({emb.features}-D) to {emb.dims}-D: "
              f"{detail}; 5-NN accuracy {emb.knn5:.1%} "
              f"({emb.seconds:.1f} s)\npoints: {csv_path}" + (f"\nfigure: {plot_path}" if plot_path else ""))
-    _emit(args, payload, human)
+    emit(args, payload, human)
     return 0
 
 
@@ -91,7 +150,6 @@ def load_classifier(items: list[str], model: str | None, pretrained: bool, neede
                     what: str) -> tuple[Any, str, list[str]]:
     """(Classifier, architecture name, remaining items) from `RUN ITEMS...` or `--model M --pretrained ITEMS...`."""
     from cvdemo import runs
-    from cvdemo.config import RunConfig
     from cvdemo.predict import Classifier
 
     if model:
@@ -194,7 +252,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         lines.append(f"  {r['method']:<21} {r['seconds']:.2f} s{extra}")
     lines += [f"  {m:<21} skipped: {why}" for m, why in skipped.items()]
     lines.append(f"picture: {out}")
-    _emit(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 
@@ -227,77 +285,5 @@ def cmd_filters(args: argparse.Namespace) -> int:
                                            image=view)
         payload.update(maps_out=str(maps_out), maps_layer=name, maps=int(len(maps)), map_size=list(maps.shape[1:]))
         lines.append(f"{len(maps)} feature maps of '{name}' ({maps.shape[1]}x{maps.shape[2]}): {maps_out}")
-    _emit(args, payload, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
-
-
-# -- registration --------------------------------------------------------------------------------
-
-# Literal copies of cvdemo.evaluate.SPLITS / CHECKPOINTS and cvdemo.embed.TSNE_BACKENDS (a test checks
-# they agree): importing those modules here would put torch on the start-up path of every command.
-SPLITS = ("test", "val", "train")
-CHECKPOINTS = ("best", "last")
-TSNE_BACKENDS = ("auto", "sklearn", "opentsne")
-
-def register(command: Any) -> None:
-    """Add evaluate, embed, explain and filters to the `cvdemo` parser (importing nothing heavy:
-    every `cvdemo` command builds this parser)."""
-
-    p = command("evaluate", "every metric of a run on its test (or val/train) split, with figures if asked")
-    p.add_argument("run", help="a run folder or run id")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
-    p.add_argument("--plots", metavar="DIR", help="write confusion, per-class, reliability and most-wrong PNGs here")
-    p.add_argument("--most-wrong", type=int, default=16, help="how many confidently wrong samples to list")
-    p.add_argument("--refresh", action="store_true", help="recompute the stored predictions")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = command("embed", "PCA or t-SNE of a run's features, as a CSV of points (and a picture)")
-    p.add_argument("run", help="a run folder or run id")
-    p.add_argument("--method", default="pca", choices=("pca", "tsne"))
-    p.add_argument("--dims", type=int, default=2, choices=(2, 3))
-    p.add_argument("--layer", help="penultimate (default), logits, or a dotted layer path such as features.3")
-    p.add_argument("--split", default="test", choices=SPLITS)
-    p.add_argument("--limit", type=int, help="at most N samples, stratified by class with --seed")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
-    p.add_argument("--backend", default="auto", choices=TSNE_BACKENDS, help="t-SNE implementation")
-    p.add_argument("--pretrained-backbone", action="store_true",
-                   help="features of the architecture's ImageNet weights instead of the run's (same samples)")
-    p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
-    p.add_argument("--out", required=True, help="CSV file: x, y[, z], true, predicted, index")
-    p.add_argument("--plot", help="PNG scatter plot")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_embed)
-
-    p = command("explain", "an attribution heat map of why a model predicted a class for an image")
-    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE", help="RUN IMAGE or, with --model, IMAGE")
-    p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
-    p.add_argument("--pretrained", action="store_true")
-    p.add_argument("--method", required=True,
-                   help="saliency, integrated_gradients, smoothgrad, occlusion, guided_backprop, gradcam, "
-                        "guided_gradcam, cam, or all (a grid of every method)")
-    p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    p.add_argument("--out", required=True, help="PNG: the overlay, or the grid for --method all")
-    p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity, 0 to 1")
-    p.add_argument("--layer", help="Grad-CAM layer (default: the architecture's last feature map)")
-    p.add_argument("--steps", type=int, help="integrated gradients: interpolation steps (default 32)")
-    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 16)")
-    p.add_argument("--base", help="smoothgrad: the method to smooth (default saliency)")
-    p.add_argument("--window", type=int, help="occlusion: square side in pixels (default side/7)")
-    p.add_argument("--no-faithfulness", action="store_true", help="skip the deletion score")
-    p.add_argument("--insertion", action="store_true", help="also the insertion score (more forward passes)")
-    p.add_argument("--sanity", action="store_true",
-                   help="also run the model-randomisation check (Spearman correlation with a random-weight copy)")
-    p.set_defaults(func=cmd_explain)
-
-    p = command("filters", "the first layer's filters, and the feature maps of an image at a layer")
-    p.add_argument("run", nargs="?", help="a run folder or run id (or use --model M --pretrained)")
-    p.add_argument("--model", help="a pretrained network instead of a run")
-    p.add_argument("--pretrained", action="store_true")
-    p.add_argument("--out", required=True, help="PNG grid of the first-layer filters")
-    p.add_argument("--image", help="an image whose feature maps to draw")
-    p.add_argument("--layer", help="layer for the feature maps (default: the first convolution)")
-    p.add_argument("--maps-out", help="PNG grid of the feature maps")
-    p.set_defaults(func=cmd_filters)

@@ -1,0 +1,46 @@
+"""`cvdemo bench`: speed measured as ratios against a baseline run in the same process.
+
+These machines are noisy, so an absolute time means little; each benchmark times
+cvdemo and a plain-PyTorch baseline doing the same work back to back, and reports
+both figures and their ratio (> 1 means cvdemo is faster). The baselines are plain
+scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
+
+    training   train-throughput, data, inference, classroom, frozen-features
+    explain    explain (vs Captum, and integrated gradients' peak memory)
+    embed      embed (t-SNE vs scikit-learn)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from cvdemo.bench import embed, explain, training
+from cvdemo.bench.embed import bench_embed, tsne_points
+from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
+
+__all__ = ["BENCHMARKS", "bench_embed", "explain_subject", "explain_vs_captum", "ig_peak_memory", "run",
+           "tsne_points"]
+
+# Name -> benchmark(device, ...) -> figures with a "ratio"; `cvdemo bench all` runs them in this order.
+BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
+    "train-throughput": training.bench_train_throughput,
+    "data": training.bench_data,
+    "inference": training.bench_inference,
+    "classroom": training.bench_classroom,
+    "frozen-features": training.bench_frozen_features,
+    "explain": explain.bench_explain,
+    "embed": embed.bench_embed,
+}
+
+
+def run(names: list[str], device: torch.device) -> dict[str, Any]:
+    """Run the named benchmarks on `device`: {name: figures + bench_seconds}."""
+    results = {}
+    for name in names:
+        start = time.perf_counter()
+        results[name] = {**BENCHMARKS[name](device), "bench_seconds": round(time.perf_counter() - start, 1)}
+    return results

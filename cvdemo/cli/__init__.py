@@ -1,0 +1,55 @@
+"""The `cvdemo` command line (also `python -m cvdemo`).
+
+Every command takes `--json`: the last line of stdout is then one JSON object.
+Errors a user can fix go to stderr as one sentence with exit code 2.
+
+One module per command group; each has `add_parsers(subparsers)`, which adds its subcommands
+(through `_common.command`, so each takes --json) and sets `func=cmd_...` on them. Building the
+parser imports nothing heavy: the commands import torch and friends when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from cvdemo.cli import analysis, bench, models, predict, runs, sharing, training
+from cvdemo.cli._common import Parser
+from cvdemo.errors import CvdemoError
+
+__all__ = ["build_parser", "main"]
+
+# In the order `cvdemo --help` lists the commands.
+COMMAND_MODULES = (models, training, bench, runs, predict, analysis, sharing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `cvdemo` parser with every subcommand; parsed args carry `command` and `func`."""
+    parser = Parser(prog="cvdemo", description="Image classification playground: train, evaluate, explain.")
+    from cvdemo import __version__
+
+    parser.add_argument("--version", action="version", version=f"cvdemo {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit code: 0 done, 1 internal error, 2 a user error, 130 interrupted."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CvdemoError as e:
+        print(f"cvdemo {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cvdemo {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("CVDEMO_DEBUG"):
+            raise
+        print(f"cvdemo {args.command}: internal error ({type(e).__name__}: {e}); "
+              f"set CVDEMO_DEBUG=1 for the traceback and please report it", file=sys.stderr)
+        return 1
