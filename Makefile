@@ -1,13 +1,19 @@
 # Two commands do all set-up on a fresh machine:
 #   make app    create .venv if missing, install, launch the app on the built-in digits
-#   make test   the same .venv plus test tools (and Debian's chromium), then the whole suite
+#   make test   the same .venv plus test tools (and Debian's chromium), then ruff, mypy and the whole suite
+# The inner loop while editing:
+#   make test-fast  ruff, mypy and the tests not marked slow or browser (see pyproject.toml's markers)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PORT ?= 8501
 
-.PHONY: app test install install-test chromium lint bench
+RUFF := $(PY) -m ruff check cvdemo pages tests streamlit_app.py
+MYPY := $(PY) -m mypy
+FAST := not slow and not browser
+
+.PHONY: app test test-fast install install-test chromium lint typecheck bench
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +38,19 @@ chromium:
 app: install
 	$(VENV)/bin/streamlit run streamlit_app.py --server.port $(PORT)
 
+lint: install-test
+	$(RUFF)
+
+# Settings in pyproject.toml ([tool.mypy]): files = cvdemo.
+typecheck: install-test
+	$(MYPY)
+
 test: install-test chromium
-	$(PY) -m ruff check cvdemo pages tests streamlit_app.py
+	$(RUFF)
+	$(MYPY)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(RUFF)
+	$(MYPY)
+	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)

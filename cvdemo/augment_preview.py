@@ -3,28 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from cvdemo.config import RunConfig
+from cvdemo.data import DataBundle, train_transform
+from cvdemo.train.setup import load_data
+from cvdemo.train.trainer import mix_batch
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
-def augmented_samples(config: RunConfig, n: int = 16, bundle=None) -> tuple[torch.Tensor, torch.Tensor]:
+def augmented_samples(config: RunConfig, n: int = 16,
+                      bundle: DataBundle | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(before, after): uint8 (n, C, H, W) training images and the same images as training sees them.
 
     The images are a fixed spread over the training set; augmentation and mixing use the run's seed.
     """
-    from cvdemo.data import train_transform
-    from cvdemo.train.job import load_data
-    from cvdemo.train.trainer import mix_batch
-
     if bundle is None:
         bundle = load_data(config)
     train = bundle.train
     n = max(1, min(n, len(train)))
     idx = torch.linspace(0, len(train) - 1, n).long().tolist()
     before = torch.stack([train[i][0] for i in idx])
-    transform = train_transform(config.data.augment, tuple(before.shape[-2:]))
+    transform = train_transform(config.data.augment, (before.shape[-2], before.shape[-1]))
     torch.manual_seed(config.train.seed)
     after = torch.stack([transform(x) for x in before]) if transform is not None else before.clone()
     t = config.train
@@ -35,7 +39,7 @@ def augmented_samples(config: RunConfig, n: int = 16, bundle=None) -> tuple[torc
     return before, after
 
 
-def to_grid(images: torch.Tensor, columns: int = 8, cell: int = 96, gap: int = 4):
+def to_grid(images: torch.Tensor, columns: int = 8, cell: int = 96, gap: int = 4) -> Image.Image:
     """uint8 (N, C, H, W) -> one PIL image, each cell at least `cell` pixels (nearest-neighbour upscaling
     keeps 8x8 digits crisp on a projector)."""
     from PIL import Image
@@ -48,7 +52,7 @@ def to_grid(images: torch.Tensor, columns: int = 8, cell: int = 96, gap: int = 4
     for i, img in enumerate(images):
         arr = img.permute(1, 2, 0).numpy()
         pil = Image.fromarray(arr[..., 0] if c == 1 else arr).convert("RGB")
-        pil = pil.resize((w * scale, h * scale), Image.NEAREST)
+        pil = pil.resize((w * scale, h * scale), Image.Resampling.NEAREST)
         r, k = divmod(i, columns)
         grid.paste(pil, (gap + k * (w * scale + gap), gap + r * (h * scale + gap)))
     return grid

@@ -163,7 +163,7 @@ class RunConfig:
             raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
         return cls.from_json(data, f"config file {path}")
 
-    def replace(self, **sections: dict[str, Any]) -> RunConfig:
+    def replace(self, **sections: dict[str, Any] | str | None) -> RunConfig:
         """A copy with some fields changed, validated: `cfg.replace(train={"lr": 0.1})`."""
         raw = self.to_dict()
         for section, values in sections.items():
@@ -217,7 +217,7 @@ def _parse(cls: type, raw: Any, where: str) -> Any:
     for name, value in raw.items():
         hint = hints[name]
         path = f"{where}.{name}" if where != "config" else name
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _parse(hint, value, name)
         else:
             values[name] = _check_value(value, hint, fields[name].metadata, path)
@@ -326,11 +326,13 @@ def field_infos(cls: type) -> list[FieldInfo]:
         if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
             args = [a for a in typing.get_args(hint) if a is not type(None)]
             optional, hint = True, args[0]
+        default: Any
         if dataclasses.is_dataclass(hint):
             kind, default = "section", hint
         else:
             kind = {bool: "bool", int: "int", float: "float", str: "str"}.get(hint, "list")
-            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            factory = f.default_factory  # a field has a default or a default factory (see `_f`)
+            default = factory() if callable(factory) else f.default
         meta = f.metadata
         out.append(FieldInfo(f.name, kind, optional, default, meta.get("help", ""), meta.get("min"),
                              meta.get("max"), bool(meta.get("min_exclusive")), meta.get("choices")))

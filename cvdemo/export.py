@@ -42,8 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cvdemo import runs
+from cvdemo import __version__, runs
+from cvdemo.checkpoint import checkpoint_path, load_checkpoint
+from cvdemo.data import to_model_input
+from cvdemo.data.decode import GRAY_MODES, to_mode
 from cvdemo.errors import CheckpointError, ConfigError, CvdemoError
+from cvdemo.evaluate import evaluate_run, load_split, sample_images
 from cvdemo.predict import Classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -81,7 +85,9 @@ class Packaged(nn.Module):
             x = x.mean(dim=1, keepdim=True)
         elif x.shape[1] == 1 and self.channels == 3:
             x = x.expand(-1, 3, -1, -1)
-        x = (x - self.mean) / self.std
+        # mean and std are buffers, which nn.Module's type hints cannot tell from submodules; no class-level
+        # annotation for mypy either: TorchScript cannot resolve one under `from __future__ import annotations`.
+        x = (x - self.mean) / self.std  # type: ignore[operator]
         return torch.softmax(self.net(x), dim=1)
 
 
@@ -130,6 +136,7 @@ def _write_onnx(clf: Classifier, path: Path) -> None:
             program = torch.onnx.export(packaged, example, dynamo=True, input_names=["images"],
                                         output_names=["probabilities"],
                                         dynamic_shapes=({0: torch.export.Dim("batch")},))
+            assert program is not None  # dynamo=True always returns the program
             program.save(str(path))
     except Exception as e:  # the exporter's errors are long; one line is enough to act on
         first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
@@ -144,8 +151,6 @@ def _sha256(path: Path) -> str:
 def _metrics(run_dir: Path, checkpoint: str, summary: dict[str, Any]) -> dict[str, Any]:
     """Test-split metrics of the exported checkpoint (cvdemo.evaluate); the run's summary when its data
     can no longer be read."""
-    from cvdemo.evaluate import evaluate_run
-
     try:
         r = evaluate_run(run_dir, "test", checkpoint)
     except CvdemoError as e:
@@ -164,9 +169,6 @@ def _check(run_dir: Path, clf: Classifier, exported: Any, feed: Any = None) -> d
     """Largest difference between the export's probabilities and the run's own pipeline (Classifier) on up
     to CHECK_IMAGES test images. `exported` maps a batch to probabilities; `feed` turns the stored uint8
     images into its input (default: as they are)."""
-    from cvdemo.data import to_model_input
-    from cvdemo.evaluate import load_split, sample_images
-
     try:
         images, _ = load_split(run_dir, "test")
     except CvdemoError as e:
@@ -185,8 +187,6 @@ def _check(run_dir: Path, clf: Classifier, exported: Any, feed: Any = None) -> d
 def onnx_input(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
     """uint8 (N, C, H, W) images -> what the ONNX export takes: float (N, channels, S, S) in [0, 1],
     resized and channel-converted exactly as the run's own pipeline does."""
-    from cvdemo.data import to_model_input
-
     k = clf.in_channels
     return to_model_input(images, size=clf.image_size, mean=(0.0,) * k, std=(1.0,) * k, channels=k)
 
@@ -194,14 +194,11 @@ def onnx_input(clf: Classifier, images: torch.Tensor) -> torch.Tensor:
 def export_run(run_dir: str | Path, out_dir: str | Path, fmt: str = "torchscript",
                checkpoint: str = "best") -> dict[str, Any]:
     """Write the model file and its card (JSON and Markdown) into `out_dir`; returns the card."""
-    from cvdemo import __version__
-    from cvdemo.evaluate import checkpoint_path
-
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     run_dir = runs.resolve_run(run_dir)
     ckpt_file, checkpoint = checkpoint_path(run_dir, checkpoint)
-    ckpt = runs.load_checkpoint(ckpt_file)
+    ckpt = load_checkpoint(ckpt_file)
     clf = Classifier.from_checkpoint(ckpt, str(run_dir))
     out = Path(out_dir)
     try:
@@ -406,8 +403,6 @@ class ExportedClassifier(Classifier):
     def to_input(self, image: Any) -> torch.Tensor:
         """One PIL image -> uint8 (1, C, H, W) at its own size: the exported model does the rest."""
         import numpy as np
-
-        from cvdemo.data.decode import GRAY_MODES, to_mode
 
         a = np.asarray(to_mode(image, "L" if image.mode in GRAY_MODES else "RGB"))
         t = torch.from_numpy(a.copy())

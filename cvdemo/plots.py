@@ -7,7 +7,13 @@ most commands never draw.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cvdemo.embed import Embedding
+    from cvdemo.evaluate import Evaluation
+    from cvdemo.explain import Explanation
+    from cvdemo.train.lr_finder import LRFindResult
 
 
 def _pyplot():
@@ -27,7 +33,7 @@ def save(fig: Any, path: str | Path) -> Path:
     return path
 
 
-def lr_find_plot(result: Any, path: str | Path) -> Path:
+def lr_find_plot(result: LRFindResult, path: str | Path) -> Path:
     """Loss against learning rate on a log axis, with the suggestion and the minimum/10 rule marked."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -65,7 +71,7 @@ def _tick_labels(ax: Any, names: list[str], axis: str, limit: int = 40) -> None:
         ax.set_yticklabels(labels, fontsize=8)
 
 
-def confusion_plot(result: Any, path: str | Path) -> Path:
+def confusion_plot(result: Evaluation, path: str | Path) -> Path:
     """Row-normalised confusion matrix as a heat map (class names on both axes, counts in small matrices)."""
     plt = _pyplot()
     names = result.classes
@@ -87,12 +93,12 @@ def confusion_plot(result: Any, path: str | Path) -> Path:
     _tick_labels(ax, names, "y")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    p = result.predictions
-    ax.set_title(f"Confusion matrix: {p.split} split, {result.n} images, top-1 {result.top1:.1%}")
+    pred = result.predictions
+    ax.set_title(f"Confusion matrix: {pred.split} split, {result.n} images, top-1 {result.top1:.1%}")
     return save(fig, path)
 
 
-def per_class_plot(result: Any, path: str | Path, limit: int = 40) -> Path:
+def per_class_plot(result: Evaluation, path: str | Path, limit: int = 40) -> Path:
     """Precision, recall and F1 of each class as grouped horizontal bars (the worst `limit` when there are more)."""
     plt = _pyplot()
     import numpy as np
@@ -117,7 +123,7 @@ def per_class_plot(result: Any, path: str | Path, limit: int = 40) -> Path:
     return save(fig, path)
 
 
-def reliability_plot(result: Any, path: str | Path) -> Path:
+def reliability_plot(result: Evaluation, path: str | Path) -> Path:
     """Reliability diagram: accuracy against confidence per bin, the diagonal, and how many samples each bin holds."""
     plt = _pyplot()
     bins = result.reliability
@@ -167,7 +173,7 @@ def gallery_plot(images: Any, titles: list[str], path: str | Path, title: str, c
     return save(fig, path)
 
 
-def embedding_plot(embedding: Any, path: str | Path) -> Path:
+def embedding_plot(embedding: Embedding, path: str | Path) -> Path:
     """Scatter of projected points coloured by true class (2-D or 3-D); misclassified points ringed in black."""
     plt = _pyplot()
     import numpy as np
@@ -192,6 +198,7 @@ def embedding_plot(embedding: Any, path: str | Path) -> Path:
     method = "PCA" if embedding.method == "pca" else "t-SNE"
     if embedding.method == "pca" and embedding.explained_variance:
         for j, setter in enumerate((ax.set_xlabel, ax.set_ylabel, getattr(ax, "set_zlabel", None))[: embedding.dims]):
+            assert setter is not None  # only 3-D axes get a third label, and they have set_zlabel
             setter(f"PC{j + 1} ({embedding.explained_variance[j]:.1%} of variance)")
     else:
         ax.set_xlabel("t-SNE 1")
@@ -206,7 +213,7 @@ def embedding_plot(embedding: Any, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def explain_grid_plot(image: Any, explanations: list[Any], class_name: str, path: str | Path,
+def explain_grid_plot(image: Any, explanations: list[Explanation], class_name: str, path: str | Path,
                       alpha: float = 0.5) -> Path:
     """The image the model saw, then one overlay per method, side by side, with each method's time."""
     plt = _pyplot()
@@ -343,7 +350,7 @@ def curves_plot(metrics_by_run: dict[str, list[dict[str, Any]]], path: str | Pat
 
 # -- shared by the CLI, the report and the app ------------------------------------------------------
 
-def write_evaluation_plots(result: Any, folder: Path) -> list[Path]:
+def write_evaluation_plots(result: Evaluation, folder: Path) -> list[Path]:
     """confusion.png, per_class.png, reliability.png and most_wrong.png in `folder`."""
     names = result.classes
     out = [confusion_plot(result, folder / "confusion.png"),

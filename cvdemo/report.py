@@ -21,10 +21,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cvdemo import runs
+from cvdemo import __version__, runs
+from cvdemo.compare import comparison_rows
+from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
+from cvdemo.evaluate import Evaluation, check_split, evaluate_run
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ def _figure(png: bytes, alt: str, caption: str = "", css: str = "") -> str:
     return f"<figure>{_img(png, alt, css)}{cap}</figure>"
 
 
-def _pil_png(image: Any) -> bytes:
+def _pil_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", optimize=True)
     return buf.getvalue()
@@ -118,16 +124,14 @@ class _RunReport:
         self.status = runs.read_status(self.run_dir)
         self.metrics = runs.read_metrics(self.run_dir)
         self.label = run_label(self.run_dir, self.config)
-        self._evaluation: Any = None
+        self._evaluation: Evaluation | None = None
         self._figures: dict[str, Path] | None = None
 
     def png(self, name: str) -> Path:
         return self.tmp / f"{self.anchor}-{name}.png"
 
-    def evaluation(self) -> Any:
+    def evaluation(self) -> Evaluation:
         if self._evaluation is None:
-            from cvdemo.evaluate import evaluate_run
-
             self._evaluation = evaluate_run(self.run_dir, self.options.split, self.options.checkpoint,
                                             most_wrong=self.options.gallery, device=self.options.device)
         return self._evaluation
@@ -184,8 +188,6 @@ class _RunReport:
                        "Training loss per logged step, validation loss and accuracies per epoch.")
 
     def configuration(self) -> str:
-        from cvdemo.config import RunConfig
-
         defaults = RunConfig().to_dict()
         groups = []
         for section in ("data", "model", "train"):
@@ -308,8 +310,6 @@ class _RunReport:
 def _comparison(run_dirs: list[Path], labels: list[str], anchors: list[str]) -> str:
     """The reports' table (run/architecture × test top-1, top-2, top-5, macro-F1, parameters, time), the
     settings that differ between the runs, best values in bold."""
-    from cvdemo.compare import comparison_rows
-
     rows = comparison_rows(run_dirs)
     configs = [runs.read_json_or_empty(d / "config.json") for d in run_dirs]
     flat = [{f"{s}.{k}": (", ".join(map(str, v)) if isinstance(v, list) else v)
@@ -410,8 +410,7 @@ def build_report(run_dirs: list[str | Path], *, title: str | None = None, option
     Several runs get a comparison table and overlaid curves first, then a section each.
     `on_run(run_dir)` is called as each run's section starts (for progress messages).
     """
-    from cvdemo import __version__, plots
-    from cvdemo.evaluate import check_split
+    from cvdemo import plots
 
     options = options or ReportOptions()
     check_split(options.split)

@@ -21,6 +21,7 @@ def assert_one_sentence_error(proc, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 def test_train_lenet_on_digits_reaches_97_percent(tmp_path):
     out = last_json(cvdemo("train", "--data", "digits", "--model", "lenet", "--epochs", "10",
                            "--out", str(tmp_path), "--json"))
@@ -52,6 +53,7 @@ def test_bad_hyperparameters_are_one_sentence(flags, fragment):
     assert_one_sentence_error(cvdemo("train", *flags), fragment)
 
 
+@pytest.mark.slow
 def test_huge_learning_rate_ends_as_diverged_not_a_crash(tmp_path):
     out = last_json(cvdemo("train", "--lr", "1e5", "--optimizer", "sgd", "--epochs", "3",
                            "--out", str(tmp_path), "--json"))
@@ -61,6 +63,7 @@ def test_huge_learning_rate_ends_as_diverged_not_a_crash(tmp_path):
     assert status["state"] == "diverged"
 
 
+@pytest.mark.slow
 def test_config_file_with_flag_override(tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"train": {"epochs": 2, "lr": 0.002}, "data": {"limit_train": 300}}))
@@ -101,6 +104,7 @@ def test_predict_with_a_trained_run(digits_run, tmp_path):
     assert [t["prob"] for t in direct] == pytest.approx([t["prob"] for t in preds[0]["top"]], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_pretrained_names_a_cat(cat_png):
     out = last_json(cvdemo("predict", "--model", "efficientnet_lite0", "--pretrained", str(cat_png),
                            "--topk", "5", "--json"))

@@ -95,6 +95,7 @@ def test_resident_modes_and_their_limits():
         resident_device(data, "none", "always", cpu)
 
 
+@pytest.mark.slow
 def test_a_run_trains_through_the_resident_path_on_the_cpu(tmp_path, monkeypatch):
     from cvdemo import runs
     from cvdemo.config import RunConfig

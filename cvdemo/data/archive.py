@@ -17,7 +17,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from cvdemo.errors import DataError
 
@@ -38,6 +38,22 @@ class ZipMember(NamedTuple):
     flags: int
 
 
+class ImageReader(Protocol):
+    """What reads a data set's files: `DirReader` (a folder) or `ZipReader` (a zip archive).
+
+    A member is the reader's own handle of one file (a relative path, or a `ZipMember`); get one
+    from a name that `list` returned with `member(name)`.
+    """
+
+    label: str
+
+    def list(self) -> tuple[list[str], list[str]]: ...
+    def member(self, name: str, /) -> Any: ...
+    def read(self, member: Any, /) -> bytes: ...
+    def display(self, member: Any, /) -> str: ...
+    def forget_index(self) -> None: ...
+
+
 class DirReader:
     """Files of a folder; members are paths relative to the folder, with '/' separators."""
 
@@ -47,7 +63,8 @@ class DirReader:
 
     def list(self) -> tuple[list[str], list[str]]:
         """(files, folders) below the root, relative, sorted; hidden entries and __MACOSX pruned."""
-        files, dirs = [], []
+        files: list[str] = []
+        dirs: list[str] = []
         for here, subdirs, names in os.walk(self.root):
             subdirs[:] = [d for d in subdirs if not ignored(d)]
             rel = Path(here).relative_to(self.root).as_posix()
@@ -81,7 +98,7 @@ class ZipReader:
         self._pid: int | None = None
         self._mm: mmap.mmap | None = None
         self._zip: zipfile.ZipFile | None = None
-        self._infos = check_zip(self.path, max_total_bytes=max_total_bytes)
+        self._infos: list[zipfile.ZipInfo] | None = check_zip(self.path, max_total_bytes=max_total_bytes)
         self._by_name: dict[str, zipfile.ZipInfo] = {}
 
     def __getstate__(self) -> dict:
@@ -93,8 +110,9 @@ class ZipReader:
         self._pid, self._mm, self._zip, self._infos, self._by_name = None, None, None, None, {}
 
     def list(self) -> tuple[list[str], list[str]]:
-        files, dirs = [], []
-        self._by_name: dict[str, zipfile.ZipInfo] = {}
+        files: list[str] = []
+        dirs: list[str] = []
+        self._by_name = {}
         for info in self._infos or []:
             name = info.filename
             if "\\" in name or "//" in name or name.startswith("/"):

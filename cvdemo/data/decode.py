@@ -96,7 +96,7 @@ def to_mode(img: Image.Image, mode: str) -> Image.Image:
     src = img.mode
     if src in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
         # 16-bit data (PNG greys come as I;16 or I): map 0..65535 onto 0..255, rounding.
-        a = np.asarray(img).astype(np.int64)
+        a: np.ndarray = np.asarray(img).astype(np.int64)
         a = (np.clip(a, 0, 65535) * 255 + 32767) // 65535
         img = Image.fromarray(a.astype(np.uint8), "L")
     elif src == "F":

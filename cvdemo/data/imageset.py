@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,12 +13,15 @@ from PIL import Image
 from cvdemo import limits
 from cvdemo.data.decode import finish_decode, open_header
 
+if TYPE_CHECKING:
+    from cvdemo.data.archive import ImageReader
+
 
 class LazySource:
     """Where a lazy ImageSet's files are: a reader (folder or zip), one member per image, and the
     square side every image is resized to when decoded."""
 
-    def __init__(self, reader: Any, members: Sequence[Any], size: int, max_pixels: int | None = None):
+    def __init__(self, reader: ImageReader, members: Sequence[Any], size: int, max_pixels: int | None = None):
         self.reader, self.members, self.size = reader, list(members), int(size)
         self.max_pixels = limits.max_pixels() if max_pixels is None else max_pixels
 
@@ -73,6 +76,7 @@ class ImageSet(torch.utils.data.Dataset):
         if not -n <= i < n:
             raise IndexError(f"index {i} out of range for {n} images")
         i = i % n
+        assert self.source is not None  # __init__ requires images in memory or a lazy source
         return self.source.load(i, self.channels), int(self.labels[i])
 
     def subset(self, indices: Sequence[int] | np.ndarray | torch.Tensor) -> ImageSet:
@@ -81,6 +85,7 @@ class ImageSet(torch.utils.data.Dataset):
         names = [self.names[i] for i in idx.tolist()] if self.names is not None else None
         if self.images is not None:
             return ImageSet(self.images[idx], self.labels[idx], names=names)
+        assert self.source is not None  # __init__ requires images in memory or a lazy source
         return ImageSet(None, self.labels[idx], channels=self.channels, source=self.source.subset(idx.tolist()),
                         names=names)
 

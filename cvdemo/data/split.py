@@ -70,11 +70,11 @@ def stratified_subset(labels: np.ndarray | torch.Tensor | Sequence[int], count: 
 def _targets(sizes: list, n: int) -> list[int]:
     """Exact part totals from fractions (largest remainder, the rest included) or from counts."""
     if all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in sizes):
-        counts = [int(s) for s in sizes]
-        if any(c < 0 for c in counts):
-            raise ValueError(f"split counts must not be negative, got {counts}")
+        wanted = [int(s) for s in sizes]
+        if any(c < 0 for c in wanted):
+            raise ValueError(f"split counts must not be negative, got {wanted}")
         out, left = [], n
-        for c in counts:
+        for c in wanted:
             out.append(min(c, left))
             left -= out[-1]
         return out

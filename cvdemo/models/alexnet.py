@@ -3,6 +3,8 @@ with frozen pretrained features plus a trainable skip connection."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -143,4 +145,4 @@ def alexnet_skip(num_classes: int, pretrained: bool, in_channels: int, hidden: i
                  dropout: float = 0.5) -> nn.Module:
     """AlexNet's convolutional features (ImageNet weights if `pretrained`, else random), always frozen."""
     base = build_torchvision("alexnet_skip", "alexnet", pretrained)
-    return AlexNetSkip(base.features, num_classes, hidden, dropout)
+    return AlexNetSkip(cast(nn.Sequential, base.features), num_classes, hidden, dropout)

@@ -8,6 +8,8 @@ Channels are width, 2*width, 4*width, 8*width (width=64 is the original ResNet-9
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import Tensor, nn
 
 from cvdemo.errors import ModelError
@@ -29,7 +31,7 @@ class Residual(nn.Module):
 
     @property
     def last_bn(self) -> nn.BatchNorm2d:
-        return self.branch[1][1]
+        return cast(nn.BatchNorm2d, cast(nn.Sequential, self.branch[1])[1])
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.branch(x)

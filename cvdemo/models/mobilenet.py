@@ -6,6 +6,8 @@ the final 1x1 convolution, the hidden classifier layer (v3 only), and the head.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from cvdemo.models.layout import IMAGENET_MEAN, IMAGENET_STD, span
@@ -23,7 +25,7 @@ def _groups(stages: list[tuple[int, int]], classifier_len: int) -> tuple[tuple[s
     return tuple(groups)
 
 
-_COMMON = dict(family="mobilenet", input_size=224, min_input_size=32, cam_layer="features",
+_COMMON: dict[str, Any] = dict(family="mobilenet", input_size=224, min_input_size=32, cam_layer="features",
                pretrained="torchvision", mean=IMAGENET_MEAN, std=IMAGENET_STD, flexible_channels=False)
 
 
