@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "data": ("cvdemo.data", "cvdemo.uploads"),
     "models": ("cvdemo.models",),
     "train": ("cvdemo.train", "cvdemo.predict"),
+    # cvdemo.explain and cvdemo.report are packages: each pattern covers every module in them.
     "analysis": ("cvdemo.evaluate", "cvdemo.embed", "cvdemo.explain", "cvdemo.filters", "cvdemo.plots",
                  "cvdemo.report", "cvdemo.export", "cvdemo.compare", "cvdemo.augment_preview"),
     "faces": ("cvdemo.cli*", "cvdemo.bench*", "cvdemo.__main__"),

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cvdemo.cli._common import CHECKPOINTS, SPLITS, TSNE_BACKENDS, command, emit
+from cvdemo import runs
+from cvdemo.cli._common import CHECKPOINTS, SPLITS, TSNE_BACKENDS, Subparsers, command, emit
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError, CvdemoError
+
+if TYPE_CHECKING:
+    from cvdemo.predict import Classifier
 
 
 def _pct(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v:.1%}"
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "evaluate",
                 "every metric of a run on its test (or val/train) split, with figures if asked")
     p.add_argument("run", help="a run folder or run id")
@@ -88,7 +92,7 @@ def add_parsers(subparsers: Any) -> None:
 # -- evaluate ------------------------------------------------------------------------------------
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from cvdemo import plots, runs
+    from cvdemo import plots
     from cvdemo.evaluate import evaluate_run
 
     if args.most_wrong < 0:
@@ -119,7 +123,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # -- embed ---------------------------------------------------------------------------------------
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from cvdemo import runs
     from cvdemo.embed import embed_run
 
     run_dir = runs.resolve_run(args.run)
@@ -135,8 +138,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
         plot_path = plots.embedding_plot(emb, args.plot)
     payload = {"run": str(run_dir), **emb.to_dict(), "out": str(csv_path),
                "plot": str(plot_path) if plot_path else None}
-    detail = (f"explained variance {', '.join(f'{v:.1%}' for v in emb.explained_variance)}"
-              if emb.explained_variance else f"perplexity {emb.tsne['perplexity']:g}, {emb.tsne['backend']}")
+    if emb.tsne is not None:
+        detail = f"perplexity {emb.tsne['perplexity']:g}, {emb.tsne['backend']}"
+    else:
+        detail = f"explained variance {', '.join(f'{v:.1%}' for v in emb.explained_variance or [])}"
     human = (f"{emb.method} of {len(emb.labels)} {emb.layer} feature vectors ({emb.features}-D) to {emb.dims}-D: "
              f"{detail}; 5-NN accuracy {emb.knn5:.1%} "
              f"({emb.seconds:.1f} s)\npoints: {csv_path}" + (f"\nfigure: {plot_path}" if plot_path else ""))
@@ -147,9 +152,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
 # -- explain -------------------------------------------------------------------------------------
 
 def load_classifier(items: list[str], model: str | None, pretrained: bool, needed: int,
-                    what: str) -> tuple[Any, str, list[str]]:
+                    what: str) -> tuple[Classifier, str, list[str]]:
     """(Classifier, architecture name, remaining items) from `RUN ITEMS...` or `--model M --pretrained ITEMS...`."""
-    from cvdemo import runs
     from cvdemo.predict import Classifier
 
     if model:
@@ -181,7 +185,7 @@ def resolve_target(text: str | None, classes: list[str]) -> int | None:
 
 def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The command-line flags that apply to one method, as `explain` options."""
-    from cvdemo.explain import _accepted
+    from cvdemo.explain import accepted_options as _accepted
 
     accepted = set(_accepted(method))
     if method == "smoothgrad":
