@@ -1,14 +1,19 @@
-"""What the model will see: training images before and after augmentation (and mixup/cutmix)."""
+"""What the model will see: training images before and after augmentation (and mixup/cutmix).
+
+    before, after = augmented_samples(config, 16)        # uint8 (16, C, H, W) each
+    previews = preset_previews(config, 6, bundle)         # {"original", every preset, "yours"}: numpy uint8
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from cvdemo.config import RunConfig
-from cvdemo.data import DataBundle, train_transform
+from cvdemo.data import AUGMENT_PRESETS, DataBundle, train_transform
 from cvdemo.train.setup import load_data
 from cvdemo.train.trainer import mix_batch
 
@@ -37,6 +42,23 @@ def augmented_samples(config: RunConfig, n: int = 16,
         mixed, _, _, _ = mix_batch(after.float() / 255, labels, t.mixup, t.cutmix)
         after = (mixed * 255).round().clamp(0, 255).to(torch.uint8)
     return before, after
+
+
+def preset_previews(config: RunConfig, n: int, bundle: DataBundle) -> dict[str, np.ndarray]:
+    """The same `n` training images under every augmentation preset, and as `config` trains on them.
+
+    {"original": uint8 (n, C, H, W) before augmentation, preset: those images after that preset alone
+    (no mixup or cutmix), "yours": after `config`'s own augmentation, mixup and cutmix included}.
+    Seeded with the run's seed inside a forked generator: torch's global random state is left as it was.
+    """
+    out: dict[str, np.ndarray] = {}
+    with torch.random.fork_rng(devices=[]):
+        for preset in AUGMENT_PRESETS:
+            alone = config.replace(data={"augment": preset}, train={"mixup": 0.0, "cutmix": 0.0})
+            before, after = augmented_samples(alone, n, bundle=bundle)
+            out["original"], out[preset] = before.numpy(), after.numpy()
+        out["yours"] = augmented_samples(config, n, bundle=bundle)[1].numpy()
+    return out
 
 
 def to_grid(images: torch.Tensor, columns: int = 8, cell: int = 96, gap: int = 4) -> Image.Image:

@@ -111,13 +111,7 @@ def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 
     if x.shape[1] > PCA_BEFORE_TSNE:
         x = pca(x, min(PCA_BEFORE_TSNE, n)).coords
     jobs = n_jobs or max(1, min(2, _cores()))
-    OpenTSNE = None
-    if backend in ("auto", "opentsne"):
-        try:
-            from openTSNE import TSNE as OpenTSNE
-        except ImportError:
-            if backend == "opentsne":
-                raise ConfigError("the openTSNE backend needs the openTSNE package: pip install openTSNE") from None
+    OpenTSNE = _opentsne(required=backend == "opentsne") if backend in ("auto", "opentsne") else None
     if OpenTSNE is not None:
         # Barnes-Hut below 10,000 points (openTSNE's own rule; faster there than its FFT interpolation,
         # which is also very slow on a few dozen points) and always in 3-D, where FFT is not available.
@@ -130,6 +124,17 @@ def tsne(x: np.ndarray, dims: int = 2, *, perplexity: float = 30.0, seed: int = 
     y = TSNE(n_components=dims, perplexity=perplexity, random_state=seed, init="pca", learning_rate="auto",
              n_jobs=jobs).fit_transform(x)
     return y.astype(np.float32), {"backend": "sklearn", "perplexity": perplexity}
+
+
+def _opentsne(required: bool) -> type | None:
+    """openTSNE's TSNE class, or None when the package is missing (ConfigError then if it is `required`)."""
+    try:
+        from openTSNE import TSNE
+    except ImportError:
+        if required:
+            raise ConfigError("the openTSNE backend needs the openTSNE package: pip install openTSNE") from None
+        return None
+    return TSNE
 
 
 def _cores() -> int:
@@ -260,14 +265,18 @@ def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer:
     idx = select_samples(images.labels.numpy(), limit, seed)
     labels = images.labels.numpy()[idx].astype(np.int64)
     layer_name = layer or "penultimate"
-    pred_classes = classes
+    pred_classes: list[str] | None = classes
     if backbone == "run" and layer in (None, "penultimate", "logits"):
         ckpt_file, which = checkpoint_path(run_dir, checkpoint)
         cached = ev._read_cache(ev.cache_path(run_dir, split, which))
         if limit is None or (cached is not None and cached.digest == ev.file_digest(ckpt_file)):
-            pred = ev.predict_split(run_dir, split, which, device=device)
+            pred = ev.predict_split(run_dir, split, which, device=device)  # features=True: never None here
             logits = pred.logits[idx]
-            feats = logits if layer == "logits" else pred.features[idx]
+            if layer == "logits":
+                feats = logits
+            else:
+                assert pred.features is not None  # predict_split(features=True) always stores them
+                feats = pred.features[idx]
         else:
             clf = Classifier.from_run(run_dir, which)
             feats, logits = extract_features(clf, images.subset(idx), layer=layer, arch=arch, device=device)
@@ -289,7 +298,7 @@ def embed_run(run_dir: str | Path, *, method: str = "pca", dims: int = 2, layer:
                      knn_accuracy(coords, labels), seconds)
 
 
-def pretrained_like(run_dir: Path, arch: str, classes: list[str]) -> tuple[Any, list[str] | None]:
+def pretrained_like(run_dir: Path, arch: str, classes: list[str]) -> tuple[Classifier, list[str] | None]:
     """A Classifier with `arch`'s ImageNet weights that reads the run's images at the run's input size.
 
     Returns it with the names its predictions refer to (ImageNet's), or None when the pretrained
@@ -299,11 +308,12 @@ def pretrained_like(run_dir: Path, arch: str, classes: list[str]) -> tuple[Any, 
     if spec.pretrained is None:
         raise ModelError(f"{arch} has no pretrained weights to compare with; this view needs a run of a "
                          "pretrained architecture such as efficientnet_lite0 or resnet18")
+    mean, std = spec.normalization
     run_clf = Classifier.from_run(run_dir)
     try:
         model, names = create_model(arch, None, pretrained=True), imagenet_classes()
     except ModelError:
         model, names = create_model(arch, len(classes), pretrained=True), None
-    clf = Classifier(model.eval(), names or list(classes), run_clf.image_size, tuple(spec.mean), tuple(spec.std), 3,
-                     False, f"{arch} (ImageNet)")
+    clf = Classifier(model.eval(), names or list(classes), run_clf.image_size, mean, std, 3, False,
+                     f"{arch} (ImageNet)")
     return clf, names

@@ -19,9 +19,10 @@ import functools
 import hashlib
 import io
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -29,6 +30,11 @@ from cvdemo.checkpoint import checkpoint_path, load_checkpoint
 from cvdemo.config import RunConfig
 from cvdemo.errors import CheckpointError, ConfigError
 from cvdemo.runs import write_atomic
+
+if TYPE_CHECKING:  # torch and the data layer load only when images or predictions are needed
+    import torch
+
+    from cvdemo.data import DataBundle, ImageSet
 
 SPLITS = ("test", "val", "train")
 CACHE_FORMAT = "cvdemo-predictions/1"
@@ -129,7 +135,7 @@ def _write_cache(path: Path, pred: Predictions) -> None:
     if pred.features is not None:
         arrays["features"] = pred.features
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    np.savez(buf, allow_pickle=False, **arrays)  # plain arrays only: _read_cache loads with allow_pickle=False
     write_atomic(path, buf.getvalue())
 
 
@@ -150,13 +156,13 @@ def _read_cache(path: Path) -> Predictions | None:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_bundle(run_dir: str, config_stamp: int) -> Any:
+def _load_bundle(run_dir: str, config_stamp: int) -> DataBundle:
     from cvdemo.train.setup import load_data  # torch: only when images are needed
 
     return load_data(RunConfig.from_json_file(Path(run_dir) / "config.json"))
 
 
-def load_split(run_dir: str | Path, split: str) -> tuple[Any, list[str]]:
+def load_split(run_dir: str | Path, split: str) -> tuple[ImageSet, list[str]]:
     """(ImageSet, classes) of one split, exactly as the run trained and tested on it (kept for reuse)."""
     run_dir = Path(run_dir).resolve()
     config = run_dir / "config.json"
@@ -166,7 +172,7 @@ def load_split(run_dir: str | Path, split: str) -> tuple[Any, list[str]]:
     return getattr(bundle, check_split(split)), list(bundle.classes)
 
 
-def sample_images(run_dir: str | Path, split: str, indices: Any) -> Any:
+def sample_images(run_dir: str | Path, split: str, indices: Iterable[int] | np.ndarray) -> torch.Tensor:
     """uint8 (n, C, H, W) images of the given sample indices of a split (as stored, before resizing)."""
     import torch
 
@@ -229,7 +235,17 @@ def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
     return {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
 
 
-def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[dict[str, float]]]:
+class ReliabilityBin(TypedDict):
+    """One bin (lower, upper] of a reliability diagram; accuracy and confidence are None when it is empty."""
+
+    lower: float
+    upper: float
+    count: int
+    accuracy: float | None     # fraction of the bin's samples classified right
+    confidence: float | None   # mean top probability of the bin's samples
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> tuple[float, list[ReliabilityBin]]:
     """Expected calibration error and the reliability-diagram bins.
 
     Confidence is the top probability; bins are `bins` equal-width intervals (lo, hi] of [0, 1].
@@ -244,7 +260,7 @@ def calibration(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> 
     conf_sum = np.bincount(idx, weights=conf, minlength=bins)
     n = max(len(labels), 1)
     ece = float(np.sum(np.abs(acc_sum - conf_sum)) / n) if len(labels) else float("nan")
-    table = []
+    table: list[ReliabilityBin] = []
     for b in range(bins):
         c = int(count[b])
         table.append({"lower": b / bins, "upper": (b + 1) / bins, "count": c,
@@ -281,8 +297,7 @@ class Evaluation:
     confusion_normalized: np.ndarray        # float (K, K), each row divided by its support (empty rows stay 0)
     most_wrong: list[dict[str, Any]]        # most confidently wrong samples, surest first
     ece: float                              # expected calibration error, 15 bins
-    reliability: list[dict[str, Any]]       # the 15 reliability-diagram bins
-    _images: Any = field(default=None, repr=False)
+    reliability: list[ReliabilityBin]       # the 15 reliability-diagram bins
 
     @property
     def top1(self) -> float:
@@ -300,7 +315,7 @@ class Evaluation:
     def n(self) -> int:
         return len(self.predictions)
 
-    def images(self, indices: Any) -> Any:
+    def images(self, indices: Iterable[int] | np.ndarray) -> torch.Tensor:
         """uint8 (n, C, H, W) images of the given sample indices of this split."""
         if self.run_dir is None:
             raise ConfigError("these predictions did not come from a run folder, so their images are unknown")

@@ -33,13 +33,14 @@ import os
 import time
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from cvdemo import __version__, runs
@@ -165,7 +166,10 @@ def _metrics(run_dir: Path, checkpoint: str, summary: dict[str, Any]) -> dict[st
             "per_class_f1": {c["class"]: c["f1"] for c in r.per_class}, "measured_by": "cvdemo evaluate"}
 
 
-def _check(run_dir: Path, clf: Classifier, exported: Any, feed: Any = None) -> dict[str, Any]:
+Batch = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _check(run_dir: Path, clf: Classifier, exported: Batch, feed: Batch | None = None) -> dict[str, Any]:
     """Largest difference between the export's probabilities and the run's own pipeline (Classifier) on up
     to CHECK_IMAGES test images. `exported` maps a batch to probabilities; `feed` turns the stored uint8
     images into its input (default: as they are)."""
@@ -288,7 +292,7 @@ def _onnx_check(run_dir: Path, clf: Classifier, path: Path) -> dict[str, Any]:
 
 def card_markdown(card: dict[str, Any]) -> str:
     """The model card for people: what goes in, what comes out, how it was trained and how well it does."""
-    def pct(v: Any) -> str:
+    def pct(v: object) -> str:
         return f"{v:.1%}" if isinstance(v, (int, float)) else "–"
 
     inp, norm, m, ck = card["input"], card["normalization"], card["metrics"], card["checkpoint"]
@@ -400,7 +404,7 @@ class ExportedClassifier(Classifier):
         self.card = card
         return self
 
-    def to_input(self, image: Any) -> torch.Tensor:
+    def to_input(self, image: Image.Image) -> torch.Tensor:
         """One PIL image -> uint8 (1, C, H, W) at its own size: the exported model does the rest."""
         import numpy as np
 
@@ -409,6 +413,6 @@ class ExportedClassifier(Classifier):
         return t.reshape(1, 1, *a.shape) if a.ndim == 2 else t.permute(2, 0, 1).unsqueeze(0)
 
     @torch.no_grad()
-    def probabilities(self, images: list[Any]) -> torch.Tensor:
+    def probabilities(self, images: list[Image.Image]) -> torch.Tensor:
         """Probabilities (N, classes); one call per image, since images may differ in size."""
         return torch.cat([self.model(self.to_input(im)) for im in images])

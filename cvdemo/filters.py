@@ -14,16 +14,15 @@ import torch
 from torch import nn
 
 from cvdemo.errors import ModelError
-from cvdemo.models import module_paths
 from cvdemo.models.features import capture, layer_module
 
 
 def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d]:
     """(dotted path, module) of the first nn.Conv2d in module order: the layer that sees the pixels."""
-    names = module_paths(model, nn.Conv2d)
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no Conv2d layer, so it has no filters to show")
-    return names[0], model.get_submodule(names[0])
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    raise ModelError(f"{type(model).__name__} has no Conv2d layer, so it has no filters to show")
 
 
 def first_layer_filters(model: nn.Module) -> tuple[str, np.ndarray]:

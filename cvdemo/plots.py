@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
     from cvdemo.embed import Embedding
     from cvdemo.evaluate import Evaluation
     from cvdemo.explain import Explanation
@@ -213,7 +216,7 @@ def embedding_plot(embedding: Embedding, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def explain_grid_plot(image: Any, explanations: list[Explanation], class_name: str, path: str | Path,
+def explain_grid_plot(image: Image.Image, explanations: list[Explanation], class_name: str, path: str | Path,
                       alpha: float = 0.5) -> Path:
     """The image the model saw, then one overlay per method, side by side, with each method's time."""
     plt = _pyplot()
@@ -235,7 +238,7 @@ def explain_grid_plot(image: Any, explanations: list[Explanation], class_name: s
     return save(fig, path)
 
 
-def filters_plot(weights: Any, path: str | Path, title: str) -> Path:
+def filters_plot(weights: np.ndarray, path: str | Path, title: str) -> Path:
     """First-layer filters (O, I, kh, kw) as small images: RGB for 3 input channels, grey otherwise,
     each scaled to its own range so its pattern shows."""
     plt = _pyplot()
@@ -260,7 +263,8 @@ def filters_plot(weights: Any, path: str | Path, title: str) -> Path:
     return save(fig, path)
 
 
-def feature_maps_plot(maps: Any, path: str | Path, title: str, image: Any = None, limit: int = 64) -> Path:
+def feature_maps_plot(maps: np.ndarray, path: str | Path, title: str, image: Image.Image | None = None,
+                      limit: int = 64) -> Path:
     """Activation maps (C, h, w) of one image, one panel per channel (at most `limit`), each scaled to its
     own 1st-99th percentile range (dark = low, bright = high) so every filter's response shows."""
     plt = _pyplot()
@@ -365,7 +369,7 @@ def write_evaluation_plots(result: Evaluation, folder: Path) -> list[Path]:
     return out
 
 
-def display_size(image: Any, low: int = 256, high: int = 640) -> Any:
+def display_size(image: Image.Image, low: int = 256, high: int = 640) -> Image.Image:
     """A PIL image resized so its long side lies in [low, high] pixels: phone photos shrink (smoothly),
     tiny images such as 8x8 digits grow (nearest neighbour, so their pixels stay visible)."""
     from PIL import Image

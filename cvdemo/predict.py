@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from cvdemo.checkpoint import check_checkpoint_meta, checkpoint_path, load_checkpoint, load_weights
@@ -55,11 +56,11 @@ class Classifier:
     def pretrained(cls, name: str) -> Classifier:
         """The network with its original 1000-class ImageNet head."""
         spec = get_spec(name)
+        mean, std = spec.normalization
         model = create_model(name, None, pretrained=True).eval()
-        return cls(model, imagenet_classes(), spec.input_size, tuple(spec.mean), tuple(spec.std), 3, True,
-                   f"{name} (ImageNet)")
+        return cls(model, imagenet_classes(), spec.input_size, mean, std, 3, True, f"{name} (ImageNet)")
 
-    def to_input(self, image: Any) -> torch.Tensor:
+    def to_input(self, image: Image.Image) -> torch.Tensor:
         """One PIL image -> float (1, C, S, S) normalised as the model expects."""
         if self.center_crop:
             w, h = image.size
@@ -68,19 +69,20 @@ class Classifier:
         return prepare_image(image, size=self.image_size, mean=self.mean, std=self.std, channels=self.in_channels)
 
     @torch.no_grad()
-    def probabilities(self, images: list[Any]) -> torch.Tensor:
+    def probabilities(self, images: list[Image.Image]) -> torch.Tensor:
         """Softmax probabilities (N, classes) for a list of PIL images."""
         batch = torch.cat([self.to_input(im) for im in images])
         return torch.softmax(self.model(batch), dim=1)
 
-    def top(self, images: list[Any], k: int = 5) -> list[list[dict[str, Any]]]:
+    def top(self, images: list[Image.Image], k: int = 5) -> list[list[dict[str, Any]]]:
+        """The k most probable classes per image, surest first: [{"class", "index", "prob"}, ...] each."""
         probs = self.probabilities(images)
         p, idx = probs.topk(min(k, probs.shape[1]), dim=1)
         return [[{"class": self.classes[i], "index": i, "prob": float(q)} for q, i in zip(pr.tolist(), ix.tolist())]
                 for pr, ix in zip(p, idx)]
 
 
-def read_image_file(path: str | Path) -> Any:
+def read_image_file(path: str | Path) -> Image.Image:
     """Decode an image file from disk into an upright RGB PIL image (DataError if unreadable)."""
     path = Path(path)
     try:

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from cvdemo import runs
+from cvdemo.checkpoint import checkpoint_path, has_checkpoint
 from cvdemo.compare import flat_config, result_rows
 from cvdemo.errors import CvdemoError
 from cvdemo.run_list import run_label, run_rows, short_name
@@ -83,17 +84,19 @@ else:
     st.altair_chart(chart, width="stretch")
 
 st.subheader("Download or delete a run")
-with_weights = [r.id for r in found if (r.path / "best.pt").is_file()]
+with_weights = [r.id for r in found if has_checkpoint(r.path)]
 run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=state.KEY_SELECTED_RUN,
                       index=list(by_id).index(with_weights[0]) if with_weights else 0)
 r = by_id[run_id]
 left, right = st.columns(2)
 with left:
-    best = r.path / "best.pt"
-    if best.is_file():
-        st.download_button("Download best.pt", data=best.read_bytes, file_name=f"{r.id}-best.pt", icon=":material/download:",
-                           mime="application/octet-stream", key=state.KEY_DOWNLOAD)
-        st.caption(f"The weights with the best validation accuracy, {best.stat().st_size / 2**20:.1f} MB; "
+    if has_checkpoint(r.path):
+        weights, which = checkpoint_path(r.path)  # best.pt, else last.pt: the file every analysis reads
+        st.download_button(f"Download {which}.pt", data=weights.read_bytes, file_name=f"{r.id}-{which}.pt",
+                           icon=":material/download:", mime="application/octet-stream", key=state.KEY_DOWNLOAD)
+        what = ("The weights with the best validation accuracy" if which == "best" else
+                "The weights after the last finished epoch (the run saved no best.pt)")
+        st.caption(f"{what}, {weights.stat().st_size / 2**20:.1f} MB; "
                    "`cvdemo predict` and the Classify page read it.")
     else:
         st.caption("This run has no checkpoint (it did not finish an epoch).")

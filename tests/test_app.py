@@ -332,6 +332,18 @@ def test_runs_scatter_appears_with_two_runs_that_differ(finished_run):
     assert len(at.get("vega_lite_chart")) == 3
 
 
+def test_runs_page_offers_last_pt_of_a_run_that_never_saved_best_pt():
+    run_dir = runs.create_run(runs.default_root(), RunConfig())
+    runs.write_status(run_dir, "cancelled", "stopped")
+    (run_dir / "last.pt").write_bytes(b"weights")
+    at = on_page("pages/compare.py")
+    assert not at.exception
+    assert at.selectbox(key=state.KEY_SELECTED_RUN).value == run_dir.name
+    button = at.get("download_button")[-1].proto
+    assert button.label == "Download last.pt"
+    assert any("last finished epoch" in c.value for c in at.caption)
+
+
 def test_runs_delete_needs_confirmation_then_removes_the_folder(finished_run):
     at = on_page("pages/compare.py")
     assert at.button(key=state.KEY_DELETE).disabled

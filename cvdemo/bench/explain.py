@@ -28,8 +28,7 @@ def explain_subject(size: int = 224, seed: int = 0) -> tuple[nn.Module, torch.Te
     model = create_model(spec.name, None, pretrained=True).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(seed)
     image = F.interpolate(torch.rand(1, 3, 14, 14, generator=g), size=size, mode="bicubic").clamp(0, 1)
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in spec.normalization)
     return model, (image - mean) / std, spec.cam_layer
 
 

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from cvdemo import __version__
 from cvdemo.cli import analysis, bench, models, predict, runs, sharing, training
 from cvdemo.cli._common import Parser
 from cvdemo.errors import CvdemoError
@@ -27,8 +28,6 @@ COMMAND_MODULES = (models, training, bench, runs, predict, analysis, sharing)
 def build_parser() -> argparse.ArgumentParser:
     """The `cvdemo` parser with every subcommand; parsed args carry `command` and `func`."""
     parser = Parser(prog="cvdemo", description="Image classification playground: train, evaluate, explain.")
-    from cvdemo import __version__
-
     parser.add_argument("--version", action="version", version=f"cvdemo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMAND_MODULES:

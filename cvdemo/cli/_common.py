@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, NoReturn, TypeAlias
 
-# Literal copies of cvdemo.evaluate.SPLITS, cvdemo.checkpoint.CHECKPOINTS, cvdemo.embed.TSNE_BACKENDS and
-# cvdemo.export.FORMATS (tests/test_report.py checks they agree): importing those modules here
-# would put torch on the start-up path of every command.
+from cvdemo.checkpoint import CHECKPOINTS
+
+__all__ = ["CHECKPOINTS", "FORMATS", "RUNS_HELP", "SPLITS", "TSNE_BACKENDS", "Parser", "Subparsers", "command",
+           "emit"]
+
+# Literal copies of cvdemo.evaluate.SPLITS, cvdemo.embed.TSNE_BACKENDS and cvdemo.export.FORMATS
+# (tests/test_report.py checks they agree): importing those modules here would put numpy or torch on
+# the start-up path of every command. cvdemo.checkpoint imports torch only inside its functions.
 SPLITS = ("test", "val", "train")
-CHECKPOINTS = ("best", "last")
 TSNE_BACKENDS = ("auto", "sklearn", "opentsne")
 FORMATS = ("torchscript", "onnx")
 
 RUNS_HELP = "runs folder (default ./runs or $CVDEMO_RUNS)"
 
+# What `parser.add_subparsers()` returns; each command module's `add_parsers` takes it.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, not argparse's usage block."""
 
-    def error(self, message: str) -> None:
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def command(subparsers: Any, name: str, help: str) -> argparse.ArgumentParser:
+def command(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
     """Add the subcommand `name` to `subparsers`, with `help` as its description and a --json flag.
     The caller adds its arguments and `set_defaults(func=cmd_...)`."""
     p = subparsers.add_parser(name, help=help, description=help)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cvdemo.cli._common import command, emit
+from cvdemo.cli._common import Subparsers, command, emit
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     command(subparsers, "models", "list the architectures, their sizes and whether pretrained weights work offline"
             ).set_defaults(func=cmd_models)
 
@@ -18,7 +18,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     from cvdemo.models import count_parameters, create_model, get_spec, list_models, pretrained_offline
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in list_models():
         spec = get_spec(name)
         with torch.device("meta"):  # count parameters without allocating or initialising weights

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from cvdemo.cli._common import command, emit
+from cvdemo import runs
+from cvdemo.cli._common import Subparsers, command, emit
 from cvdemo.errors import CvdemoError
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "predict",
                 "top-k classes for images, from a run, an exported model or a pretrained network")
     p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE",
@@ -22,7 +22,6 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cvdemo import runs
     from cvdemo.predict import Classifier, read_image_file
 
     items = list(args.items)
@@ -44,10 +43,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise CvdemoError(f"--topk must be at least 1, got {args.topk}")
     decoded = [read_image_file(p) for p in images]
     tops = classifier.top(decoded, args.topk)
-    predictions = [{"image": str(p), "top": t} for p, t in zip(images, tops)]
+    predictions = [{"image": str(p), "top": top} for p, top in zip(images, tops)]
     lines = []
-    for pred in predictions:
-        lines.append(pred["image"])
-        lines += [f"  {t['prob']:6.1%}  {t['class']}" for t in pred["top"]]
+    for p, top in zip(images, tops):
+        lines.append(str(p))
+        lines += [f"  {t['prob']:6.1%}  {t['class']}" for t in top]
     emit(args, {"source": classifier.source, "predictions": predictions}, "\n".join(lines))
     return 0

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from cvdemo.cli._common import RUNS_HELP, command, emit
+from cvdemo import runs
+from cvdemo.cli._common import RUNS_HELP, Subparsers, command, emit
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "runs", "list runs with their status and best metrics")
     p.add_argument("--root", help=RUNS_HELP)
     p.set_defaults(func=cmd_runs)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from cvdemo import runs
-
     found = runs.list_runs(args.root)
     lines = [f"{'run':<48} {'state':<11} {'epochs':>7} {'val top-1':>9} {'test top-1':>10}"]
     for r in found:

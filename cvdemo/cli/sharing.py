@@ -10,13 +10,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from cvdemo.cli._common import CHECKPOINTS, FORMATS, SPLITS, command, emit
+from cvdemo.cli._common import CHECKPOINTS, FORMATS, SPLITS, Subparsers, command, emit
 from cvdemo.errors import ConfigError
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "report", "one self-contained HTML report of a run, or a comparison of several runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or run ids")
     p.add_argument("--out", required=True, help="the HTML file to write")

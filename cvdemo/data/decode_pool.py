@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,11 +20,14 @@ from cvdemo.data.decode import finish_decode, is_gray, open_header
 from cvdemo.data.imageset import resize_square
 from cvdemo.errors import DataError
 
+if TYPE_CHECKING:
+    from cvdemo.data.archive import ImageReader
+
 PARALLEL_MIN_NATIVE = 4000      # files before decoding at native size is spread over processes
 PARALLEL_MIN_RESIZE = 256       # ... and before decoding-and-shrinking (big photos) is
 
 
-def decode_chunks(reader: Any, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
+def decode_chunks(reader: ImageReader, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
                   skip_bad: bool, max_pixels: int, fast_jpeg: bool = False) -> list[tuple[int, dict]]:
     """Decode `members` in chunks, in worker processes when there are many; [(start, chunk result)].
 
@@ -72,13 +75,13 @@ def _processes(n: int, threshold: int) -> int:
     return wanted
 
 
-def _decode_chunk(job: tuple[Any, list[Any], dict]) -> dict:
+def _decode_chunk(job: tuple[ImageReader, list[Any], dict]) -> dict:
     """Check (and decode) a run of files: one chunk result (see `decode_chunks`)."""
     reader, members, p = job
     return _scan(reader, members, **p)
 
 
-def _scan(reader: Any, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
+def _scan(reader: ImageReader, members: list[Any], *, mode: str, size: int, budget: int, native_max: int,
           skip_bad: bool, max_pixels: int, fast_jpeg: bool = False) -> dict:
     native = mode == "native"
     keep_pixels = True
@@ -122,6 +125,7 @@ def _scan(reader: Any, members: list[Any], *, mode: str, size: int, budget: int,
                             arrays.append(a)
                             used += hw[0] * hw[1] * (1 if gray else 3)
                     else:
+                        assert img is not None  # the fast JPEG path (img None) runs in native mode only
                         im = finish_decode(img, name, "L" if gray else "RGB", draft=(size, size))
                         arrays.append(np.asarray(resize_square(im, size)))
             except DataError as e:

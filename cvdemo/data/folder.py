@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from cvdemo import limits
-from cvdemo.data.archive import DirReader, ZipReader
+from cvdemo.data.archive import DirReader, ImageReader, ZipReader
 from cvdemo.data.decode_pool import decode_chunks
 from cvdemo.data.imageset import DataBundle, ImageSet, LazySource
 from cvdemo.data.jpeg import use_fast_jpeg
@@ -54,7 +54,7 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
     if max_pixels is None:
         max_pixels = limits.max_pixels()
     if path.is_dir():
-        reader: Any = DirReader(path)
+        reader: ImageReader = DirReader(path)
     elif path.is_file():
         if not zipfile.is_zipfile(path):
             if path.suffix.lower() == ".zip":
@@ -142,19 +142,20 @@ def find_layout(files: Sequence[str], dirs: Sequence[str], label: str) -> Layout
     def where(prefix: tuple[str, ...]) -> str:
         return "/".join((label, *prefix))
 
-    here = {k.lower(): k for k in sorted(kids.get(base, set()), reverse=True)}
-    test_dir = next((here[n] for n in _TEST_NAMES if n in here), None)
-    val_dir = next((here[n] for n in _VAL_NAMES if n in here), None)
-    if "train" in here and (test_dir or val_dir):
-        split_dirs = {"train": here["train"], "test": test_dir or val_dir}
+    by_lower = {k.lower(): k for k in sorted(kids.get(base, set()), reverse=True)}
+    test_dir = next((by_lower[n] for n in _TEST_NAMES if n in by_lower), None)
+    val_dir = next((by_lower[n] for n in _VAL_NAMES if n in by_lower), None)
+    split_dirs: dict[str, str | None]
+    if "train" in by_lower and (test_dir or val_dir):
+        split_dirs = {"train": by_lower["train"], "test": test_dir or val_dir}
         if test_dir and val_dir:
             split_dirs["val"] = val_dir
     else:
         split_dirs = {"train": None}
 
     per_split = {}
-    for split, d in split_dirs.items():
-        prefix = base if d is None else base + (d,)
+    for split, folder in split_dirs.items():
+        prefix = base if folder is None else base + (folder,)
         per_split[split] = _classes_in(prefix, kids, images, where(prefix))
     classes = sorted(per_split["train"])
     for split, found in per_split.items():
@@ -200,13 +201,13 @@ class Decoded:
     """One split after decoding: in memory (`array`) or lazy (`members`)."""
     names: list[str]            # readable files, in order
     labels: np.ndarray
-    members: list[Any]
+    members: list[Any]          # the reader's handles of those files (see `ImageReader`)
     array: np.ndarray | None    # (N, c, H, W) uint8 with c 1 or 3, or None when lazy
     size: int                   # lazy resize target
     gray: bool                  # every readable image is grey
     skipped: list[str]
 
-    def to_imageset(self, reader: Any, channels: int) -> ImageSet:
+    def to_imageset(self, reader: ImageReader, channels: int) -> ImageSet:
         if self.array is None:
             return ImageSet(None, self.labels, channels=channels, names=self.names,
                             source=LazySource(reader, self.members, self.size))
@@ -216,7 +217,7 @@ class Decoded:
         return ImageSet(torch.from_numpy(np.ascontiguousarray(a)), self.labels, names=self.names)
 
 
-def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int, skip_bad: bool,
+def decode_split(reader: ImageReader, names: list[str], labels: np.ndarray, *, size: int, skip_bad: bool,
                  max_pixels: int | None = None, budget: int | None = None, fast_jpeg: bool | None = None) -> Decoded:
     """Read and check every file of a split, and decide how to hold it:
 
@@ -271,10 +272,10 @@ def decode_split(reader: Any, names: list[str], labels: np.ndarray, *, size: int
 
 def _join(arrays: list[np.ndarray | None]) -> np.ndarray:
     """Chunks (n, c, H, W) -> one array, grey chunks widened to 3 channels if any chunk has colour."""
-    arrays = [a for a in arrays if a is not None and len(a)]
-    c = max(a.shape[1] for a in arrays)
-    arrays = [np.repeat(a, c, axis=1) if a.shape[1] != c else a for a in arrays]
-    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    present = [a for a in arrays if a is not None and len(a)]
+    c = max(a.shape[1] for a in present)
+    present = [np.repeat(a, c, axis=1) if a.shape[1] != c else a for a in present]
+    return present[0] if len(present) == 1 else np.concatenate(present)
 
 
 def _skip_hint(message: str) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from cvdemo.data import make_loader, to_model_input
+from cvdemo.data import ImageSet, make_loader, to_model_input
 from cvdemo.device import resolve_device
 from cvdemo.errors import ModelError
 from cvdemo.models.registry import get_module, get_spec, module_paths
@@ -98,7 +98,7 @@ def layer_module(model: nn.Module, layer: str) -> nn.Module:
                          "(use dotted paths such as features.3 for deeper ones)") from None
 
 
-def extract_features(classifier: FeatureSource, images: Any, *, layer: str | None = None, arch: str | None = None,
+def extract_features(classifier: FeatureSource, images: ImageSet, *, layer: str | None = None, arch: str | None = None,
                      batch_size: int = 128, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """(features float32 (N, D), logits float32 (N, K)) for every image of an ImageSet.
 

@@ -50,6 +50,18 @@ class ModelSpec:
     flexible_channels: bool     # True: the builder accepts any in_channels; False: 3-channel input only
     min_input_size: int = 32    # smallest square input the architecture accepts
 
+    @property
+    def normalization(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        """(mean, std) per RGB channel that the pretrained weights expect, for input scaled to [0, 1].
+
+        ModelError for an architecture without pretrained weights: a network trained from scratch is
+        normalised with its own data's statistics, which live in its checkpoint, not here.
+        """
+        if self.mean is None or self.std is None:
+            raise ModelError(f"{self.name} has no pretrained weights, so no normalisation of its own; "
+                             "use the mean and std of the data it is trained on")
+        return self.mean, self.std
+
 
 @dataclass(frozen=True)
 class _Entry:
