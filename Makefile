@@ -13,7 +13,7 @@ RUFF := $(PY) -m ruff check cvdemo pages tests streamlit_app.py
 MYPY := $(PY) -m mypy
 FAST := not slow and not browser
 
-.PHONY: app test test-fast install install-test chromium lint typecheck bench
+.PHONY: app test test-fast install install-test chromium lint typecheck bench gpu-check
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,3 +54,8 @@ test-fast: install-test
 	$(RUFF)
 	$(MYPY)
 	$(PY) -m pytest -m "$(FAST)" $(PYTEST_ARGS)
+
+# Every GPU-only path once, on a CUDA GPU (about 5-8 minutes): one JSON line per check and a summary;
+# exits non-zero when a check fails, and at once, with one sentence, on a machine without CUDA.
+gpu-check: install
+	$(PY) -m cvdemo.bench.gpu_check

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = ["CHECKPOINTS", "CHECKPOINT_FORMAT", "MAX_CLASSES", "checkpoint_path", "has_checkpoint",
-           "save_checkpoint", "load_checkpoint", "check_checkpoint_meta", "load_weights"]
+           "save_checkpoint", "checkpoint_bytes", "load_checkpoint", "check_checkpoint_meta", "load_weights"]
 
 CHECKPOINTS = ("best", "last")  # best.pt: best validation metric; last.pt: after the last finished epoch
 CHECKPOINT_FORMAT = "cvdemo-checkpoint/1"
@@ -67,11 +67,17 @@ def has_checkpoint(run_dir: str | Path, checkpoint: str = "best") -> bool:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """torch.save to a temporary file, then rename: a crash mid-write keeps the old checkpoint."""
+    write_atomic(Path(path), checkpoint_bytes(payload))
+
+
+def checkpoint_bytes(payload: dict[str, Any]) -> bytes:
+    """The file `save_checkpoint` writes, in memory: a snapshot of the tensors as they are now, for a
+    caller that writes it later (`write_atomic`)."""
     import torch
 
     buf = io.BytesIO()
     torch.save({"format": CHECKPOINT_FORMAT, **payload}, buf)
-    write_atomic(Path(path), buf.getvalue())
+    return buf.getvalue()
 
 
 def load_checkpoint(path: Path | str) -> dict[str, Any]:

@@ -356,6 +356,15 @@ def wait_for_slot(run_dir: RunDir, limit: int | None = None, poll: float = 0.25)
             signal.signal(signal.SIGTERM, previous)
 
 
+def slot_number(slot: IO[bytes] | None) -> int | None:
+    """Which slot (0-based) a lock file from `wait_for_slot` holds, or None without one: with one slot
+    per GPU, slot i trains on GPU i (`cvdemo.device.use_slot_gpu`)."""
+    if slot is None:
+        return None
+    stem = Path(str(slot.name)).stem
+    return int(stem) if stem.isdigit() else None
+
+
 def cancel(run_dir: RunDir) -> bool:
     """Ask a queued or running run to stop (SIGTERM to its process); it saves and marks itself cancelled.
 

@@ -109,7 +109,8 @@ def test_a_run_trains_through_the_resident_path_on_the_cpu(tmp_path, monkeypatch
                               train={"epochs": 3, "device": "cpu", "batch_size": 32})
     summary = run_training(cfg, runs.create_run(tmp_path, cfg))
     assert summary["status"] == "completed" and summary["test"]["top1"] > 0.5
-    assert len(made) == 1 and made[0].augment == "standard" and made[0].epoch == 3  # the training batches
+    assert len(made) == 2 and made[0].augment == "standard" and made[0].epoch == 3  # the training batches
+    assert made[1].augment == "none" and not made[1].shuffle  # validation stays there too (issue 19)
 
 
 def test_a_lazy_folder_is_decoded_once_into_the_resident_tensor(tmp_path, monkeypatch):

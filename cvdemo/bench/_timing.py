@@ -7,14 +7,29 @@ from collections.abc import Callable
 from typing import Any
 
 
-def timed(fn: Callable[[], Any], repeat: int = 1) -> float:
-    """Best wall time of `repeat` calls, in seconds."""
+def timed(fn: Callable[[], Any], repeat: int = 1, device: Any = None) -> float:
+    """Best wall time of `repeat` calls, in seconds. On a CUDA `device` one untimed warm-up call comes first
+    (kernel selection, cuDNN autotuning, the allocator's first blocks) and each timed call starts and ends
+    with torch.cuda.synchronize(), so queued GPU work is counted in the call that queued it."""
+    cuda = getattr(device, "type", None) == "cuda"
+    if cuda:
+        fn()
     best = float("inf")
     for _ in range(repeat):
+        sync(cuda)
         start = time.perf_counter()
         fn()
+        sync(cuda)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def sync(cuda: bool) -> None:
+    """Wait for the GPU's queued work (nothing off CUDA)."""
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
 
 
 class Best:

@@ -70,7 +70,7 @@ def bench_train_throughput(device: torch.device, model_name: str = "lenet", batc
             textbook_loop.train(model, dataset, device, epochs=epochs, batch_size=batch_size, lr=0.01)
 
         n = len(bundle.train) * epochs
-        t_ours, t_base = timed(ours), timed(baseline)
+        t_ours, t_base = timed(ours, device=device), timed(baseline, device=device)
     return {"model": model_name, "images": n, "ours_images_per_s": n / t_ours,
             "baseline_images_per_s": len(dataset) * epochs / t_base, "ratio": (n / t_ours) / (len(dataset) * epochs / t_base)}
 
@@ -100,7 +100,7 @@ def bench_data(device: torch.device, batch_size: int = 256) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    t_ours, t_base = timed(ours, 3), timed(baseline, 3)
+    t_ours, t_base = timed(ours, 3, device=device), timed(baseline, 3, device=device)
     return {"images": n, "ours_images_per_s": n / t_ours, "synthetic_images_per_s": n / t_base,
             "ratio": t_base / t_ours}
 
@@ -125,8 +125,9 @@ def bench_inference(device: torch.device, model_name: str = "efficientnet_lite0"
     def baseline() -> None:
         textbook_loop.inference(model, batches, device)
 
-    ours()  # warm-up (allocator, kernels)
-    t_ours, t_base = timed(ours, 2), timed(baseline, 2)
+    if device.type != "cuda":
+        ours()  # warm-up (allocator, kernels); on CUDA `timed` warms both up itself
+    t_ours, t_base = timed(ours, 2, device=device), timed(baseline, 2, device=device)
     return {"model": model_name, "images": n, "ours_images_per_s": n / t_ours, "baseline_images_per_s": n / t_base,
             "ratio": t_base / t_ours}
 

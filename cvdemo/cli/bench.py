@@ -8,11 +8,11 @@ import sys
 import time
 from typing import Any
 
-from cvdemo.cli._common import command, emit
+from cvdemo.cli._common import Subparsers, command, emit
 from cvdemo.errors import CvdemoError
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "bench", "speed benchmarks, each a ratio against a plain-PyTorch baseline in the same run")
     p.add_argument("name", nargs="?", default="all", help="all, or one benchmark name")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -51,7 +51,7 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _figure(v: Any) -> str:
+def _figure(v: object) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cvdemo.cli._common import RUNS_HELP, command, emit
+from cvdemo import runs
+from cvdemo.cli._common import RUNS_HELP, Subparsers, command, emit
 from cvdemo.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cvdemo.errors import CvdemoError
-
-if TYPE_CHECKING:
-    from cvdemo.recipes import Recipe
+from cvdemo.recipes import Recipe, list_recipes, load_recipe
 
 
-def add_parsers(subparsers: Any) -> None:
+def add_parsers(subparsers: Subparsers) -> None:
     p = command(subparsers, "train", "train a model and leave a complete run folder")
     g = p.add_argument_group("run")
     g.add_argument("--config", help="a JSON config file (flags override it)")
@@ -109,8 +109,6 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
 
 def base_config(args: argparse.Namespace) -> tuple[RunConfig, Recipe | None]:
     """The config a training command starts from: a recipe, a config file, or the defaults."""
-    from cvdemo.recipes import load_recipe
-
     if getattr(args, "recipe", None):
         recipe = load_recipe(args.recipe)
         base = recipe.config_for(getattr(args, "data.source", None))
@@ -154,7 +152,6 @@ class ProgressBar:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cvdemo import runs
     from cvdemo.train import distributed
     from cvdemo.train.job import run_training
 
@@ -162,8 +159,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if launch is not None and (args.resume or args.run_dir):
         raise CvdemoError("under torchrun a run starts fresh: --resume and --run-dir need a single process "
                           "(resume with plain `cvdemo train --resume RUN`)")
-    main_rank = launch is None or launch.is_main
-    resume = False
+    rank = launch.rank if launch is not None else 0  # rank 0 writes the run folder and speaks
+    resume = find_lr_first = False
+    run_dir: Path | None
     if args.resume:
         run_dir = runs.resolve_run(args.resume, args.out)
         config = RunConfig.from_json_file(run_dir / "config.json")
@@ -177,30 +175,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir)
         config = RunConfig.from_json_file(run_dir / "config.json")
         try:
-            slot = runs.wait_for_slot(run_dir)  # noqa: F841 (held open while training: CVDEMO_MAX_RUNNING)
+            slot = runs.wait_for_slot(run_dir)  # held open while training: CVDEMO_MAX_RUNNING
+            from cvdemo.device import use_slot_gpu
+
+            use_slot_gpu(runs.slot_number(slot), config.train.device)  # slot i trains on GPU i
         except runs.CancelledWhileQueued as e:
             print(f"cvdemo train: {e}", file=sys.stderr)
             return 0
     else:
         base, recipe = base_config(args)
         config = config_from_args(args, base)
-        if args.lr_find or (recipe is not None and recipe.lr_find):
-            from cvdemo.train.job import find_lr
-
-            found = find_lr(config)
-            print(f"learning-rate finder suggests {found.suggested_lr:.3g} "
-                  f"(minimum/10 rule: {found.min_div10_lr:.3g})", file=sys.stderr)
-            config = config.replace(train={"lr": found.suggested_lr})
-        run_dir = runs.create_run(args.out or runs.default_root(), config) if main_rank else None
+        # Under torchrun the finder waits for the process group: rank 0 sweeps on its own GPU, all train at its rate.
+        find_lr_first = bool(args.lr_find or (recipe is not None and recipe.lr_find))
+        if find_lr_first and launch is None:
+            config, find_lr_first = with_found_lr(config), False
+        run_dir = runs.create_run(args.out or runs.default_root(), config) if rank == 0 and not find_lr_first else None
     from cvdemo.train.groups import format_group_table
 
     if launch is not None:
         distributed.check_config(config)
     with distributed.process_group(launch, config.train.device):
-        if not main_rank:  # rank 0 writes the run and speaks; this rank trains its share in silence
-            import tempfile
-
-            with tempfile.TemporaryDirectory(prefix=f"cvdemo-rank{launch.rank}-") as scratch:
+        if find_lr_first:
+            config = with_found_lr(config)
+            run_dir = runs.create_run(args.out or runs.default_root(), config) if rank == 0 else None
+        if run_dir is None:  # another torchrun rank: it trains its share in silence, in a scratch run folder
+            with tempfile.TemporaryDirectory(prefix=f"cvdemo-rank{rank}-") as scratch:
                 run_training(config, runs.create_run(scratch, config))
             return 0
         summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir)], resume=resume)
@@ -211,7 +210,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     payload = {"run": str(run_dir), "status": summary["status"], "message": summary["message"],
                "epochs": summary["epochs"], "seconds": round(summary["seconds"], 2), "test": test,
                "lr": config.train.lr, "groups": summary.get("groups")}
-    if summary["status"] == "completed":
+    if summary["status"] == "completed" and test is not None:  # a completed run always has its test figures
         human = (f"{summary['status']}: test top-1 {test['top1']:.1%}, top-5 {test['top5']:.1%}, "
                  f"loss {test['loss']:.3f} after {summary['epochs']} epochs in {summary['seconds']:.1f} s\n"
                  f"run folder: {run_dir}")
@@ -219,6 +218,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         human = f"{summary['status']}: {summary['message']}\nrun folder: {run_dir}"
     emit(args, payload, human)
     return 0
+
+
+def with_found_lr(config: RunConfig) -> RunConfig:
+    """`config` at the learning-rate finder's suggestion (under torchrun: rank 0's, the same on every rank)."""
+    from cvdemo.device import resolve_device
+    from cvdemo.train import distributed
+    from cvdemo.train.job import find_lr
+
+    found = find_lr(config)  # None on the other torchrun ranks
+    if found is not None:
+        print(f"learning-rate finder suggests {found.suggested_lr:.3g} "
+              f"(minimum/10 rule: {found.min_div10_lr:.3g})", file=sys.stderr)
+    lr = distributed.broadcast_float(found.suggested_lr if found is not None else None,
+                                     resolve_device(config.train.device))
+    return config.replace(train={"lr": lr})
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -239,8 +253,6 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def cmd_recipes(args: argparse.Namespace) -> int:
-    from cvdemo.recipes import list_recipes, load_recipe
-
     recipes = [load_recipe(n) for n in list_recipes()]
     lines = []
     for r in recipes:
@@ -251,7 +263,6 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from cvdemo import runs
     from cvdemo.compare import parse_vary, run_sweep, to_markdown
 
     base, recipe = base_config(args)

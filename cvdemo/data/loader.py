@@ -56,8 +56,8 @@ def make_loader(images: ImageSet, *, batch_size: int, shuffle: bool, augment: st
     Each pass (epoch) shuffles with torch.Generator(seed + epoch): a different order every epoch,
     the same orders for the same seed. In-memory data without augmentation is sliced straight
     from the tensor; otherwise a DataLoader applies the per-sample transform (`workers` processes;
-    default 0 for in-memory data on the CPU, min(2, cores) for lazy data, min(4, cores) when feeding a
-    GPU from pinned memory),
+    default 0 for in-memory data on the CPU, min(2, cores) for lazy data, and when feeding a GPU from
+    pinned memory a count that follows the cores: `default_workers`),
     each sample's augmentation seeded from the same generator, so results do not depend on the
     number of workers.
 
@@ -79,14 +79,25 @@ def make_loader(images: ImageSet, *, batch_size: int, shuffle: bool, augment: st
     if images.images is not None and transform is None:
         return TensorBatches(images.images, images.labels, batch_size=batch_size, shuffle=shuffle, seed=seed,
                              drop_last=drop_last, pin_memory=pin)
-    if workers is None:  # on the CPU, workers would compete with training for the same cores
-        cores = os.cpu_count() or 1
-        workers = min(4, cores) if pin else 0 if images.images is not None else min(2, cores)
+    if workers is None:
+        workers = default_workers(pin, in_memory=images.images is not None)
     sampler = SeededSampler(len(images), shuffle=shuffle, seed=seed)
     return SampleLoader(torch.utils.data.DataLoader(
         _Transformed(images, transform), batch_size=batch_size, sampler=sampler, num_workers=workers,
         persistent_workers=workers > 0, pin_memory=pin, drop_last=drop_last,
-        generator=torch.Generator().manual_seed(seed)))
+        generator=torch.Generator().manual_seed(seed)), sampler)
+
+
+def default_workers(feeds_gpu: bool, in_memory: bool) -> int:
+    """DataLoader worker processes when the caller leaves it open. Training on the CPU: none for
+    in-memory data and at most 2 for files (workers would compete with training for the same cores).
+    Feeding a GPU (pinned batches): the cores this process may use, shared among the processes torchrun
+    started on this machine (LOCAL_WORLD_SIZE), one left for the training loop, at least 1, at most 16."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not feeds_gpu:
+        return 0 if in_memory else min(2, cores)
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(16, cores // local - 1))
 
 
 def resident_device(images: ImageSet, augment: str, resident: str,
@@ -161,19 +172,19 @@ class SampleLoader:
     """A DataLoader whose DataErrors (a file that cannot be decoded, raised in a worker process)
     come out as the original one-sentence message instead of a worker traceback."""
 
-    def __init__(self, loader: torch.utils.data.DataLoader):
-        self.loader = loader
+    def __init__(self, loader: torch.utils.data.DataLoader, sampler: SeededSampler):
+        self.loader, self.sampler = loader, sampler  # the loader's own sampler, kept with its real type
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def set_epoch(self, epoch: int) -> None:
         """The next pass shuffles and augments as epoch `epoch` (0-based) of an uninterrupted run."""
-        self.loader.sampler.epoch = epoch
+        self.sampler.epoch = epoch
 
     def shard(self, rank: int, world: int, *, pad: bool) -> None:
         """From now on yield only rank `rank`'s share of each epoch (see cvdemo.data.sharding)."""
-        self.loader.sampler.shard(rank, world, pad=pad)
+        self.sampler.shard(rank, world, pad=pad)
 
     def __getattr__(self, name: str):
         if name == "loader":
@@ -215,7 +226,8 @@ class TensorBatches:
                  seed: int = 0, drop_last: bool = False, pin_memory: bool = False, augment: str = "none"):
         if augment not in DEVICE_AUGMENTS:
             raise DataError(f"batch augmentation must be one of {', '.join(DEVICE_AUGMENTS)}, not {augment!r}")
-        self.images, self.labels = images, labels
+        # one order indexes both, on the images' device: labels kept elsewhere would fail at the first batch
+        self.images, self.labels = images, labels.to(images.device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.drop_last, self.pin_memory, self.augment = drop_last, pin_memory, augment
         self.epoch = 0

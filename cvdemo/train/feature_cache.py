@@ -37,7 +37,8 @@ def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dty
     try:
         with capture(head, "input") as captured:
             done = 0
-            for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
+            for x, _ in make_loader(images, batch_size=batch_size, shuffle=False,
+                                    pin_memory=setup.device.type == "cuda"):
                 with torch.autocast(setup.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     setup.model(setup.prepare(x))
                 # fp32 as soon as seen (autocast may hand the head bf16), as the whole cache is kept
@@ -49,7 +50,10 @@ def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dty
 
 
 def feature_batches(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
-                    batch_size: int, shuffle: bool, seed: int) -> TensorBatches:
-    """Batches of (cached head inputs, labels) shuffled per epoch like the image loader."""
-    return TensorBatches(head_inputs(setup, images, head, amp), images.labels, batch_size=batch_size,
+                    batch_size: int, shuffle: bool, seed: int, cache_batch: int = 256) -> TensorBatches:
+    """Batches of (cached head inputs, labels) shuffled per epoch like the image loader, both on the
+    device the features were computed on; the backbone runs over the images in batches of `cache_batch`."""
+    features = head_inputs(setup, images, head, amp, batch_size=cache_batch)
+    # the labels go where the features are: TensorBatches indexes both with one order on that device
+    return TensorBatches(features, images.labels.to(features.device), batch_size=batch_size,
                          shuffle=shuffle, seed=seed)

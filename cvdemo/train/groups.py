@@ -28,6 +28,9 @@ class LayerGroup:
     params: list[nn.Parameter]
     lr_mult: float
     trains_from: int | None   # first epoch (1-based) in which it trains; None = frozen for the whole run
+    # ids of parameters the model itself created frozen (alexnet_skip's detached AlexNet features): they never
+    # train, whatever the plan, so freezing leaves them alone (DDP would wait for their gradients forever)
+    fixed: frozenset[int] = frozenset()
 
     @property
     def size(self) -> int:
@@ -38,7 +41,10 @@ class LayerGroup:
 
 
 def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
-    """The model's layer groups with their learning-rate multipliers and unfreezing epochs."""
+    """The model's layer groups with their learning-rate multipliers and unfreezing epochs.
+
+    Call it on the model as created: parameters that do not require gradients then are the model's own
+    always-frozen ones (LayerGroup.fixed)."""
     named = group_parameters(model, get_spec(config.model.name))
     names = [n for n, _ in named]
     t, n = config.train, len(named)
@@ -70,14 +76,17 @@ def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
     # Unfreeze the frozen groups nearest the head first, one per epoch listed.
     for epoch, i in zip(sorted(t.unfreeze_at), range(frozen - 1, -1, -1)):
         starts[i] = epoch
-    return [LayerGroup(name, params, m, s) for (name, params), m, s in zip(named, mults, starts)]
+    return [LayerGroup(name, params, m, s, frozenset(id(p) for p in params if not p.requires_grad))
+            for (name, params), m, s in zip(named, mults, starts)]
 
 
 def apply_freezing(groups: list[LayerGroup], epoch: int) -> None:
-    """Set requires_grad for the 1-based `epoch`: frozen groups get no gradients (and keep their BN statistics)."""
+    """Set requires_grad for the 1-based `epoch`: frozen groups get no gradients (and keep their BN statistics);
+    parameters the model keeps frozen itself (LayerGroup.fixed) never get requires_grad."""
     for g in groups:
+        trains = g.trains_in(epoch)
         for p in g.params:
-            p.requires_grad_(g.trains_in(epoch))
+            p.requires_grad_(trains and id(p) not in g.fixed)
 
 
 def optimizer_param_groups(groups: list[LayerGroup], lr: float, weight_decay: float,

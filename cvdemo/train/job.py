@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from cvdemo import runs
 from cvdemo.checkpoint import check_checkpoint_meta, load_checkpoint, load_weights
 from cvdemo.config import RunConfig
 from cvdemo.data import make_loader
-from cvdemo.device import amp_dtype
+from cvdemo.data.loader import resident_device
+from cvdemo.device import amp_dtype, eval_batch_size, memory_phase, out_of_memory_message
 from cvdemo.errors import CheckpointError, CvdemoError
 from cvdemo.models import get_module
 from cvdemo.train import distributed
@@ -38,18 +40,41 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
     """(model to step, prepare, train loader, val loader): the images through the whole network, or, when
     only the head learns and nothing random touches the images, the head on backbone features computed once."""
     d, t = config.data, config.train
+    eval_batch = eval_batch_size(t.batch_size, setup.device)  # follows --batch-size (out-of-memory advice)
     if can_cache_features(config, setup):
         head = get_module(setup.model, setup.spec.head)
         runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
-        cached_train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed)
-        cached_val = feature_batches(setup, setup.bundle.val, head, amp, max(t.batch_size, 256), False, t.seed)
+        with memory_phase("the frozen backbone's feature cache"):
+            cached_train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed,
+                                           cache_batch=eval_batch)
+            cached_val = feature_batches(setup, setup.bundle.val, head, amp, eval_batch, False, t.seed,
+                                         cache_batch=eval_batch)
         return head, (lambda x: x.to(setup.device, non_blocking=True)), cached_train, cached_val
+    cuda = setup.device.type == "cuda"
+    train_resident, val_resident = agreed_resident(config, setup)
     train = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=d.augment,
-                        seed=t.seed, workers=d.workers, pin_memory=setup.device.type == "cuda",
-                        resident=d.device_resident, device=setup.device)
-    val = make_loader(setup.bundle.val, batch_size=max(t.batch_size, 256), shuffle=False, workers=d.workers)
-    model = torch.compile(setup.model) if t.compile else setup.model
-    return model, setup.prepare, train, val
+                        seed=t.seed, workers=d.workers, pin_memory=cuda,
+                        resident=train_resident, device=setup.device)
+    # validated every epoch: kept on the GPU like the training set when it fits ("auto"), else pinned
+    val = make_loader(setup.bundle.val, batch_size=eval_batch, shuffle=False, workers=d.workers, pin_memory=cuda,
+                      resident=val_resident, device=setup.device)
+    # --compile is applied by run_training after distributed.prepare (DDP first, then compile)
+    return setup.model, setup.prepare, train, val
+
+
+def agreed_resident(config: RunConfig, setup: Setup) -> tuple[str, str]:
+    """The device-resident setting ("auto", "on", "off") for the training and the validation loader. Under
+    torchrun "auto" is decided here, the same on every rank: each rank measures its own GPU's free memory,
+    and the sets stay resident only where they fit on all (one rank streaming would slow every step, and
+    draw other crops and flips than the rest)."""
+    d = config.data
+    if d.device_resident != "auto" or not distributed.active():
+        return d.device_resident, d.device_resident
+    train_fits = distributed.all_agree(
+        resident_device(setup.bundle.train, d.augment, "auto", setup.device) is not None, setup.device)
+    val_fits = distributed.all_agree(
+        resident_device(setup.bundle.val, "none", "auto", setup.device) is not None, setup.device)
+    return ("on" if train_fits else "off"), ("on" if val_fits else "off")
 
 
 def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None = None,
@@ -83,6 +108,13 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         model, prepare, train_loader, val_loader = training_inputs(config, setup, run_dir, amp)
         # under torchrun: DDP, and each rank's share of the batches (a no-op in a single process)
         model, train_loader, val_loader = distributed.prepare(model, train_loader, val_loader, setup.device)
+        if t.compile:  # after DDP's wrapping, so that the compiled graph can overlap DDP's gradient all-reduces
+            model = torch.compile(model)
+        warning = distributed.batch_warning(t.batch_size, t.lr, t.optimizer, t.accumulate)
+        if warning is not None:
+            summary["warnings"] = [*summary.get("warnings", []), warning]
+            if distributed.is_main():
+                warnings.warn(warning, stacklevel=2)
         summary["cached_features"] = can_cache_features(config, setup)
         optimizer = build_optimizer(optimizer_param_groups(setup.groups, t.lr, t.weight_decay,
                                                            t.decay_norm_bias), t)
@@ -116,11 +148,12 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
             trainer.scaler.load_state_dict(last["scaler"])
         message = ""
         try:
-            trainer.fit()
+            with memory_phase("training"):  # validation inside tags its own errors
+                trainer.fit()
         except EarlyStop as e:
             message = f"{e}; "
         history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
-        summary["test"] = test_best(setup, run_dir, amp)
+        summary["test"] = test_best(setup, run_dir, amp, batch_size=eval_batch_size(t.batch_size, setup.device))
         best_of = max if t.best_metric == "val_top1" else min
         summary["best_" + t.best_metric] = best_of((r[t.best_metric] for r in history), default=None)
         state, message = "completed", message + f"test top-1 {summary['test']['top1']:.1%}"
@@ -133,12 +166,8 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
         state, message = "failed", str(e)
         _finish(run_dir, summary, state, message, started)
         raise
-    except torch.OutOfMemoryError:
-        t = config.train
-        oom = CvdemoError(f"the GPU ran out of memory training "
-                          f"{config.model.name} at batch size {t.batch_size}: try --batch-size "
-                          f"{max(1, t.batch_size // 2)} (or --accumulate 2 to keep the effective batch), "
-                          f"or a smaller --image-size")
+    except torch.OutOfMemoryError as e:
+        oom = CvdemoError(out_of_memory_message(e, config.model.name, config.train.batch_size))
         _finish(run_dir, summary, "failed", str(oom), started)
         raise oom from None
     except OSError as e:
@@ -207,23 +236,33 @@ def _finish(run_dir: Path, summary: dict[str, Any], state: str, message: str, st
     return summary
 
 
-def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None) -> dict[str, float]:
-    """Load best.pt into the model and measure it on the test split (never seen during training)."""
+def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None, batch_size: int = 256
+              ) -> dict[str, float]:
+    """Load best.pt into the model and measure it on the test split (never seen during training), in batches
+    of `batch_size` (the run's `eval_batch_size`)."""
     if not distributed.is_main():  # under torchrun only rank 0 has best.pt and tests; the others report nothing
         return {"loss": float("nan"), "top1": float("nan"), "top2": float("nan"), "top5": float("nan"),
                 "macro_f1": float("nan"), "n": 0}
     best = load_checkpoint(run_dir / "best.pt")
     setup.model.load_state_dict(best["state_dict"])
-    loader = make_loader(setup.bundle.test, batch_size=256, shuffle=False)
-    result = evaluate(setup.model, loader, setup.prepare, setup.device, amp)
+    loader = make_loader(setup.bundle.test, batch_size=batch_size, shuffle=False,
+                         pin_memory=setup.device.type == "cuda")
+    with memory_phase("the test pass"):
+        result = evaluate(setup.model, loader, setup.prepare, setup.device, amp)
     runs.append_metrics(run_dir, {"kind": "test", "split": "test", "epoch": best["epoch"], **result,
                                   "time": time.time()})
     return result
 
 
 def find_lr(config: RunConfig, **options: Any) -> Any:
-    """Run the learning-rate finder on the run's data and model (nothing is saved; the model is thrown away)."""
+    """Run the learning-rate finder on the run's data and model (nothing is saved; the model is thrown away).
+
+    Inside a torchrun process group every rank builds the setup (its downloads are shared), then rank 0 alone
+    sweeps, on its own device, and the other ranks get None: pass the rate on with distributed.broadcast_float.
+    """
     setup = build_setup(config)
+    if not distributed.is_main():
+        return None
     t = config.train
     loader = make_loader(setup.bundle.train, batch_size=t.batch_size, shuffle=True, augment=config.data.augment,
                          seed=t.seed, workers=config.data.workers)

@@ -13,9 +13,10 @@ import torch
 
 from cvdemo.config import RunConfig
 from cvdemo.data import compute_mean_std, load_dataset, to_model_input
-from cvdemo.device import resolve_device
+from cvdemo.device import resolve_device, tune_for_speed
 from cvdemo.errors import ConfigError
 from cvdemo.models import count_parameters, create_model, get_spec
+from cvdemo.train import distributed
 from cvdemo.train.groups import LayerGroup, apply_freezing, plan_groups
 
 __all__ = ["Setup", "model_kwargs", "load_data", "build_setup", "check_input_size"]
@@ -60,9 +61,12 @@ def load_data(config: RunConfig) -> Any:
     """The DataBundle a run trains on: the same splits every time for the same config."""
     d = config.data
     image_size = d.image_size or get_spec(config.model.name).input_size
-    return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
-                        seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
-                        image_size=image_size, skip_bad=d.skip_bad)
+    # Under torchrun the ranks of a machine share one cache: local rank 0 downloads and extracts a data set
+    # there first, and the others read what it left (all at once they would write the same files together).
+    with distributed.local_main_first():
+        return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
+                            seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
+                            image_size=image_size, skip_bad=d.skip_bad)
 
 
 def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
@@ -76,11 +80,14 @@ def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
     check_input_size(config, image_size)
     bundle = load_data(config)
     in_channels = bundle.channels if spec.flexible_channels and not config.model.pretrained else 3
-    model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
-                         in_channels=in_channels, **model_kwargs(config))
+    with distributed.local_main_first():  # pretrained weights: downloaded once per machine, as the data
+        model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
+                             in_channels=in_channels, **model_kwargs(config))
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     if config.model.pretrained:
         # Pretrained weights expect the normalisation they were trained with.
-        mean, std = tuple(spec.mean), tuple(spec.std)
+        mean, std = spec.normalization
     else:
         mean, std = compute_mean_std(bundle.train)
         if len(mean) != in_channels:  # grey data into a 3-channel network: same statistics per channel
@@ -88,6 +95,7 @@ def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
     groups = plan_groups(model, config)
     apply_freezing(groups, epoch=1)
     device = resolve_device(config.train.device)
+    tune_for_speed(device)  # cuDNN autotuning and TF32 on CUDA; nothing elsewhere
     model.to(device)
     if config.train.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -9,11 +9,14 @@ Callbacks are plain objects with any of these methods; the trainer calls them in
     on_train_end(trainer)
 
 A callback raises `StopTraining` to end the run cleanly (a cancel button, early
-stopping). A loss that stops being finite raises `Diverged`, which names the step.
+stopping), or calls `trainer.request_stop(reason)` for a stop that only its own rank knows
+of (under torchrun all ranks then stop together). A loss that stops being finite raises
+`Diverged`, which names the step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvdemo.device import memory_phase
 from cvdemo.train import distributed
 
 # Cross-entropy this large means the logits have blown up even if still finite
@@ -88,7 +92,9 @@ def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor
         k = logits.shape[1]
         if confusion is None:
             confusion = torch.zeros(k * k, device=device, dtype=torch.long)
-        confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
+        # scatter_add_, not bincount: CUDA's bincount reads its input's max on the host, a sync per batch
+        cells = labels * k + logits.argmax(1)
+        confusion.scatter_add_(0, cells, torch.ones_like(cells))
         n += labels.numel()
     model.train(was_training)
     if reduce and distributed.active():
@@ -99,7 +105,7 @@ def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor
         loss_sum, correct, n = totals[0], totals[1:4], int(totals[4].item())
         if confusion is not None:
             distributed.reduce_tensor_(confusion)
-    if n == 0:
+    if n == 0 or confusion is None:  # (n > 0 means some batch made the confusion matrix)
         nan = float("nan")
         return {"loss": nan, "top1": nan, "top2": nan, "top5": nan, "macro_f1": nan, "n": 0}
     top1, top2, top5 = (correct / n).tolist()
@@ -127,7 +133,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, mixup: float, cutmix: float
     use_cutmix = cutmix > 0 and (mixup <= 0 or torch.rand(()).item() < 0.5)
     alpha = cutmix if use_cutmix else mixup
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(x.shape[0]).to(x.device)
+    perm = torch.randperm(x.shape[0], device=x.device)  # drawn where x is: no host-to-GPU copy (a sync) per step
     if not use_cutmix:
         return x * lam + x[perm] * (1 - lam), y, y[perm], lam
     h, w = x.shape[-2:]
@@ -165,14 +171,28 @@ class Trainer:
         self.accumulate, self.clip_grad_norm, self.amp_dtype = accumulate, clip_grad_norm, amp_dtype
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         self.history: list[dict[str, Any]] = []
-        # A host sync per step is free on the CPU; on a GPU it stalls the queue, so check less often.
+        # A host sync per step is free on the CPU; on a GPU it stalls the queue, so check less often
+        # (every sync_every steps, and at the batches live curves show: `sampled_batch`).
         self.sync_every = 1 if device.type == "cpu" else 25
+        # Under torchrun: the DDP wrapper (its no_sync skips the all-reduce of non-final accumulation steps),
+        # and stop requests that wait for the next sync point, where all ranks agree on them (`stop_at_sync`).
+        self.distributed = distributed.active()
+        self.ddp = distributed.ddp_module(model) if self.distributed else None
+        self.stop_reason: str | None = None
 
     def emit(self, event: str, *args: Any) -> None:
         for cb in self.callbacks:
             handler = getattr(cb, event, None)
             if handler is not None:
                 handler(self, *args)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current batch (StopTraining: the run is `cancelled`). A callback calls this rather than
+        raising StopTraining itself: under torchrun the stop then waits for the next sync point, where every rank
+        learns of it and stops after the same step; in a single process it raises at once."""
+        if not self.distributed:
+            raise StopTraining(reason)
+        self.stop_reason = self.stop_reason or reason
 
     def set_train_mode(self) -> None:
         """Train mode, except modules whose weights are all frozen run as at inference: their batch norms
@@ -187,13 +207,15 @@ class Trainer:
         self.emit("on_train_start")
         try:
             while self.epoch < self.epochs:
-                torch.manual_seed(self.seed * 100_003 + self.epoch)  # epoch-exact randomness, for resume
+                # epoch-exact randomness, for resume; under torchrun each rank its own (dropout, mixup)
+                torch.manual_seed(distributed.rank_seed(self.seed * 100_003 + self.epoch))
                 set_loader_epoch(self.train_loader, self.epoch)
                 self.emit("on_epoch_start", self.epoch)
                 record = {"kind": "epoch", "epoch": self.epoch + 1, **self.train_one_epoch()}
                 if self.val_loader is not None:
-                    val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype,
-                                   reduce=True)
+                    with memory_phase("validation"):
+                        val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype,
+                                       reduce=True)
                     record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
                 self.history.append(record)
                 self.epoch += 1
@@ -230,28 +252,34 @@ class Trainer:
         for i, (images, labels) in enumerate(self.train_loader):
             labels = labels.to(self.device, non_blocking=True)
             x = self.prepare(images)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                if mixing:
-                    x, labels_a, labels_b, lam = mix_batch(x, labels, self.mixup, self.cutmix)
-                    logits = self.model(x)
-                    loss = lam * self.loss_fn(logits, labels_a) + (1 - lam) * self.loss_fn(logits, labels_b)
-                else:
-                    logits = self.model(x)
-                    loss = self.loss_fn(logits, labels)
-            scaled = loss / self.accumulate
-            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             stepped = (i + 1) % self.accumulate == 0 or i == batches - 1
+            # DDP: a micro-step that does not step keeps its gradients local (added up in .grad); the final
+            # one all-reduces the sum. Forward and backward both inside no_sync, as DDP requires.
+            with (self.ddp.no_sync() if self.ddp is not None and not stepped else contextlib.nullcontext()):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    if mixing:
+                        x, labels_a, labels_b, lam = mix_batch(x, labels, self.mixup, self.cutmix)
+                        logits = self.model(x)
+                        loss = lam * self.loss_fn(logits, labels_a) + (1 - lam) * self.loss_fn(logits, labels_b)
+                    else:
+                        logits = self.model(x)
+                        loss = self.loss_fn(logits, labels)
+                scaled = loss / self.accumulate
+                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
             if stepped:
                 self.optimizer_step()
             loss_sum += loss.detach() * labels.numel()
             correct += (logits.detach().argmax(1) == labels).sum()
             seen += labels.numel()
             loss_value = None
-            if (stepped and self.step % self.sync_every == 0) or i == batches - 1:
-                loss_value = loss.item()
-                if not math.isfinite(loss_value) or loss_value > DIVERGED_LOSS:
-                    raise Diverged(self.epoch, self.step, loss_value, self.optimizer.param_groups[-1]["lr"])
+            if (stepped and self.step % self.sync_every == 0) or sampled_batch(i, batches):
+                if self.distributed:
+                    loss_value = self.stop_at_sync(loss)
+                else:
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value) or loss_value > DIVERGED_LOSS:
+                        raise Diverged(self.epoch, self.step, loss_value, self.optimizer.param_groups[-1]["lr"])
             self.emit("on_batch_end", BatchInfo(self.epoch, i, batches, self.step, loss_value,
                                                 self.optimizer.param_groups[-1]["lr"], labels.numel()))
         seconds = time.perf_counter() - start
@@ -262,6 +290,25 @@ class Trainer:
         if distributed.active():
             record["rank_samples"] = distributed.per_rank(seen, self.device)
         return record
+
+
+    def stop_at_sync(self, loss: torch.Tensor) -> float:
+        """Under torchrun, at a sync point (the same batches on every rank): this rank's loss, after all ranks
+        agreed whether to stop. Any rank's loss diverging raises Diverged, and any rank's stop request
+        StopTraining, on every rank alike, so none is left waiting in the next step's all-reduce."""
+        own, worst, stop = distributed.agree_to_stop(loss, self.stop_reason is not None)
+        if not math.isfinite(worst) or worst > DIVERGED_LOSS:
+            raise Diverged(self.epoch, self.step, worst, self.optimizer.param_groups[-1]["lr"])
+        if stop:
+            raise StopTraining(self.stop_reason or "cancelled on another rank")
+        return own
+
+
+def sampled_batch(batch: int, batches: int) -> bool:
+    """True for the about ten batches per epoch (and always the last) whose loss the live curves show: the
+    trainer reads the loss there (a host sync on a GPU) and the run writer records it (RunWriter.on_batch_end)."""
+    every = max(1, batches // 10)
+    return (batch + 1) % every == 0 or batch == batches - 1
 
 
 def set_loader_epoch(loader: Any, epoch: int) -> None:
