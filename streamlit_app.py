@@ -1,8 +1,14 @@
 """cvdemo app entry point: a router only. Each page lives in pages/."""
 
+from pathlib import Path
+
 import streamlit as st
 
-st.set_page_config(page_title="cvdemo", page_icon=":material/psychology:", layout="wide")
+# A local file, not a :material/...: icon: Streamlit fetches those from fonts.gstatic.com, and an
+# offline app asks no outside server for anything (tests/browser/test_offline_browser.py).
+ICON = Path(__file__).parent / "pages" / "ui" / "favicon.svg"
+
+st.set_page_config(page_title="cvdemo", page_icon=str(ICON), layout="wide")
 
 pages = {
     "Start": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],

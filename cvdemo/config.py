@@ -176,28 +176,34 @@ class RunConfig:
         return RunConfig.from_dict(raw)
 
     def check(self) -> RunConfig:
-        """Cross-field rules that single fields cannot express."""
-        t = self.train
+        """Cross-field rules that single fields cannot express: the first one broken raises ConfigError."""
+        broken = self.cross_field_problems()
+        if broken:
+            raise ConfigError(broken[0])
+        return self
+
+    def cross_field_problems(self) -> list[str]:
+        """Every cross-field rule this config breaks, one sentence each (empty when it is consistent)."""
+        t, out = self.train, []
         if t.schedule == "multistep" and not t.milestones:
-            raise ConfigError("the multistep schedule needs milestones (epochs), e.g. --milestones 10,20,30")
+            out.append("the multistep schedule needs milestones (epochs), e.g. --milestones 10,20,30")
         if any(m < 1 or m > t.epochs for m in t.milestones):
-            raise ConfigError(f"milestones must lie between 1 and the number of epochs ({t.epochs}), "
-                              f"got {_short(list(t.milestones))}")
+            out.append(f"milestones must lie between 1 and the number of epochs ({t.epochs}), "
+                       f"got {_short(list(t.milestones))}")
         if t.warmup_epochs >= t.epochs and t.warmup_epochs > 0:
-            raise ConfigError(f"warm-up ({t.warmup_epochs} epochs) must be shorter than the run ({t.epochs} epochs)")
+            out.append(f"warm-up ({t.warmup_epochs} epochs) must be shorter than the run ({t.epochs} epochs)")
         freeze = self.model.freeze
         if freeze not in ("none", "backbone") and not (freeze.startswith("until:") and freeze[6:]):
-            raise ConfigError(f"freeze must be none, backbone or until:GROUP (e.g. until:layer3), got {_short(freeze)}")
-        if freeze != "none" and not self.model.pretrained and self.model.name != "alexnet_skip":
-            raise ConfigError("freezing layers only makes sense with --pretrained: "
-                              "frozen random layers cannot learn")
+            out.append(f"freeze must be none, backbone or until:GROUP (e.g. until:layer3), got {_short(freeze)}")
+        elif freeze != "none" and not self.model.pretrained and self.model.name != "alexnet_skip":
+            out.append("freezing layers only makes sense with --pretrained: frozen random layers cannot learn")
         if t.unfreeze_at and freeze == "none":
-            raise ConfigError("--unfreeze-at needs frozen layers to unfreeze: add --freeze backbone or until:GROUP")
+            out.append("--unfreeze-at needs frozen layers to unfreeze: add --freeze backbone or until:GROUP")
         if t.lr_decay is not None and t.group_lr_mult:
-            raise ConfigError("give either --lr-decay or --group-lr-mult, not both")
+            out.append("give either --lr-decay or --group-lr-mult, not both")
         if t.schedule == "onecycle" and t.warmup_epochs:
-            raise ConfigError("one-cycle has its own warm-up; leave warmup_epochs at 0")
-        return self
+            out.append("one-cycle has its own warm-up; leave warmup_epochs at 0")
+        return out
 
 
 def _parse(cls: type, raw: Any, where: str) -> Any:
@@ -208,11 +214,7 @@ def _parse(cls: type, raw: Any, where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields), key=str)
     if unknown:
-        key = unknown[0]
-        close = [ALIASES[key]] if ALIASES.get(key) in fields else \
-            difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6) if isinstance(key, str) else []
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ConfigError(f"unknown key {_short(key)} in {where}: {hint}known keys are {', '.join(fields)}")
+        raise ConfigError(_unknown_key(unknown[0], list(fields), where))
     values = {}
     for name, value in raw.items():
         hint = hints[name]
@@ -226,6 +228,100 @@ def _parse(cls: type, raw: Any, where: str) -> Any:
     except TypeError as e:  # pragma: no cover - all fields have defaults
         raise ConfigError(f"{where}: {e}") from None
     return obj.check() if cls is RunConfig else obj
+
+
+def _unknown_key(key: Any, fields: list[str], where: str) -> str:
+    """The sentence for a key no config section has, with a "did you mean" when one is close."""
+    close = [ALIASES[key]] if ALIASES.get(key) in fields else \
+        difflib.get_close_matches(str(key), fields, n=1, cutoff=0.6) if isinstance(key, str) else []
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key {_short(key)} in {where}: {hint}known keys are {', '.join(fields)}"
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config a user typed: which field, what is wrong, what would be allowed."""
+    field: str                        # "train.epochs"; "" for a rule that spans fields
+    reason: str                       # "must be at least 1, got -5"
+    allowed: str | None = None        # "1 to 10,000" (see `allowed_values`); None when the reason says it
+
+    def __str__(self) -> str:
+        text = f"{self.field} {self.reason}" if self.field else self.reason
+        return f"{text} (allowed: {self.allowed})" if self.allowed else text
+
+
+def config_problems(raw: Any) -> list[ConfigProblem]:
+    """Every problem in a raw config dict (as a form or a JSON file gives it), not just the first:
+    unknown keys, wrong types and out-of-range values field by field, then (when every field is
+    fine) the cross-field rules. Empty when `RunConfig.from_dict(raw)` would succeed.
+
+    >>> [str(p) for p in config_problems({"train": {"epochs": -5, "batch_size": 0}})]
+    ['train.epochs must be at least 1, got -5 (allowed: 1 to 10,000)', \
+'train.batch_size must be at least 1, got 0 (allowed: 1 to 65,536)']
+    """
+    if not isinstance(raw, dict):
+        try:
+            RunConfig.from_dict(raw)
+        except ConfigError as e:
+            return [ConfigProblem("", str(e))]
+    problems: list[ConfigProblem] = []
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name not in raw:
+            continue
+        value, hint = raw[f.name], hints[f.name]
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            problems += _field_problem(value, hint, f, f.name)
+            continue
+        if not isinstance(value, dict):
+            problems.append(ConfigProblem(f.name, f"must be a JSON object of settings ({{...}}), "
+                                                  f"got {_json_kind(value)}"))
+            continue
+        section_hints = typing.get_type_hints(hint)
+        for g in dataclasses.fields(hint):
+            if g.name in value:
+                problems += _field_problem(value[g.name], section_hints[g.name], g, f"{f.name}.{g.name}")
+        known = [g.name for g in dataclasses.fields(hint)]
+        problems += [ConfigProblem("", _unknown_key(k, known, f.name)) for k in sorted(set(value) - set(known), key=str)]
+    known = [f.name for f in dataclasses.fields(RunConfig)]
+    problems += [ConfigProblem("", _unknown_key(k, known, "config")) for k in sorted(set(raw) - set(known), key=str)]
+    if problems:
+        return problems
+    values = {f.name: _parse(hints[f.name], raw[f.name], f.name) if dataclasses.is_dataclass(hints[f.name])
+              else _check_value(raw[f.name], hints[f.name], f.metadata, f.name)
+              for f in dataclasses.fields(RunConfig) if f.name in raw}
+    return [ConfigProblem("", text) for text in RunConfig(**values).cross_field_problems()]
+
+
+def _field_problem(value: Any, hint: Any, f: dataclasses.Field, path: str) -> list[ConfigProblem]:
+    """[] when `value` suits the field, else the one problem `_check_value` names, with the allowed values."""
+    try:
+        _check_value(value, hint, f.metadata, path)
+    except ConfigError as e:
+        text = str(e)
+        reason = text[len(path) + 1:] if text.startswith(path + " ") else text
+        choices = f.metadata.get("choices")
+        allowed = None if choices else allowed_values(f.metadata.get("min"), f.metadata.get("max"),
+                                                      bool(f.metadata.get("min_exclusive")))
+        return [ConfigProblem(path, reason, allowed)]
+    return []
+
+
+def allowed_values(lo: float | None, hi: float | None, min_exclusive: bool = False) -> str | None:
+    """A field's range in words: "1 to 10,000", "above 0 up to 0.5", "at least 1"; None when unbounded."""
+    if lo is None and hi is None:
+        return None
+    if hi is None:
+        return f"above {_bound(lo)}" if min_exclusive else f"at least {_bound(lo)}"
+    if lo is None:
+        return f"at most {_bound(hi)}"
+    return f"above {_bound(lo)} up to {_bound(hi)}" if min_exclusive else f"{_bound(lo)} to {_bound(hi)}"
+
+
+def _bound(value: float | None) -> str:
+    """A range's end as a person writes it: 10,000 and 1,000,000, not 10000 and 1e+06."""
+    assert value is not None
+    return f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e12 else f"{value:g}"
 
 
 def _check_value(value: Any, hint: Any, meta: typing.Mapping[str, Any], path: str) -> Any:

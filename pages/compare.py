@@ -37,11 +37,14 @@ if chosen:
     st.download_button("Download this table (CSV)", table.to_csv(index=False), file_name="comparison.csv",
                        mime="text/csv", icon=":material/download:", key=state.KEY_COMPARE_CSV)
     frame = charts.curves_frame({short_name(by_id[i]): runs.read_metrics(by_id[i].path) for i in chosen})
+    log = st.toggle("Loss on a log scale", value=True, key=state.KEY_COMPARE_LOG,
+                    help="each step up the axis is ten times the loss: a run stuck at 300 and one "
+                         "that reached 0.05 both stay readable")
     left, right = st.columns(2)
     with left:
         charts.draw_curve(frame, "top-1 accuracy", by_run=True, height=300)
     with right:
-        charts.draw_curve(frame, "loss", by_run=True, height=300)
+        charts.draw_curve(frame, "loss", by_run=True, height=300, log=log)
     st.caption("Solid lines: training; dashed: validation. Test accuracy is measured once, at the end, "
                "on images no run ever trained or chose a checkpoint on.")
     picked = [by_id[i] for i in chosen]

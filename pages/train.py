@@ -3,10 +3,8 @@
 import streamlit as st
 
 from cvdemo import runs
-from cvdemo.config import RunConfig, field_infos
-from cvdemo.data import SOURCES
+from cvdemo.config import RunConfig, config_problems, field_infos
 from cvdemo.errors import CvdemoError
-from cvdemo.models import list_models
 from cvdemo.progress import duration, progress
 from cvdemo.run_list import run_label
 from cvdemo.share import config_from_json, config_json
@@ -18,16 +16,28 @@ PRIMARY = {"data": ("source", "augment", "limit_train", "image_size"), "model": 
            "train": ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay")}
 ACTIVE = ("queued", "running")
 
+
+def names() -> tuple[list[str], list[str]]:
+    """The built-in data sets and the model names. Imported here, after the title is on screen:
+    cvdemo.models loads torch, seconds on the first visit, and the page would stay blank meanwhile."""
+    from cvdemo.data import SOURCES
+    from cvdemo.models import list_models
+
+    return list(SOURCES), list_models()
+
+
 st.title("Train")
 st.caption("Set up a run and press **Start training**. It trains in the background: switch pages, close the tab "
            "or start more runs while the curves on the right grow epoch by epoch.")
+with st.spinner("Loading the models…"):
+    SOURCES, MODELS = names()
 
-link_warning = sharing.settings_from_url(list_models())  # a shared link's settings fill the form
+link_warning = sharing.settings_from_url(MODELS)  # a shared link's settings fill the form
 if link_warning:
     st.warning(link_warning, icon=":material/link_off:")
 config = state.draft()
 choices = {"data": {"source": list(dict.fromkeys([config["data"]["source"], *SOURCES]))},
-           "model": {"name": list_models(), "freeze": list(widgets.freeze_choices(config["model"]["name"]))}}
+           "model": {"name": MODELS, "freeze": list(widgets.freeze_choices(config["model"]["name"]))}}
 form_col, live_col = st.columns([5, 6], gap="large")
 with form_col:
     with st.form(state.KEY_TRAIN_FORM, border=True):
@@ -44,12 +54,15 @@ with form_col:
                                                  key=state.KEY_TRAIN_START)
         shared = share_col.form_submit_button("Update the link", icon=":material/link:", key=state.KEY_TRAIN_SHARE,
                                               help="put these settings in the address bar without training")
-    if shared:
+    problems = config_problems(raw) if submitted or shared else []  # every bad field at once, with its range
+    if problems:
+        widgets.show_problems(problems, "start training" if submitted else "update the link")
+    elif shared:
         try:
             st.session_state[state.KEY_DRAFT] = RunConfig.from_dict(raw).to_dict()
         except CvdemoError as e:
             widgets.show_error(e)
-    if submitted:
+    elif submitted:
         try:
             run_config = RunConfig.from_dict(raw)
             run_dir = runs.launch(run_config, runs.default_root())
@@ -116,9 +129,10 @@ def live() -> None:
     if frame.empty:
         st.caption("The curves appear when the first epoch ends.")
         return
-    charts.draw_curve(frame, "loss", epochs=r.epochs)
-    charts.draw_curve(frame, "top-1 accuracy", epochs=r.epochs)
-    charts.draw_curve(frame, "learning rate", epochs=r.epochs, height=180)
+    planned = r.epochs if r.state in ACTIVE else None  # an ended run's axis fits what it recorded
+    charts.draw_curve(frame, "loss", epochs=planned)
+    charts.draw_curve(frame, "top-1 accuracy", epochs=planned)
+    charts.draw_curve(frame, "learning rate", epochs=planned, height=180)
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")
 

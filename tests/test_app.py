@@ -283,7 +283,7 @@ def test_train_form_launches_a_run_that_completes_and_shows_its_curves():
 
 @pytest.mark.parametrize("change, message", [
     ({("train", "schedule"): "multistep"}, "milestones"),
-    ({("train", "lr"): 0.0}, "lr must be greater than 0"),
+    ({("train", "lr"): 0.0}, "**lr** must be greater than 0"),
     ({("train", "milestones"): "3, x"}, "whole number"),
 ])
 def test_train_form_with_a_bad_value_shows_the_error_and_launches_nothing(change, message):

@@ -62,10 +62,37 @@ def thumbnails(run_dir: str, split: str, indices: tuple[int, ...], side: int = 7
     return urls
 
 
+def framed(image: Any, width: int, margin: int = 4) -> Any:
+    """uint8 (C, H, W) -> a `width` x `width` tile: the image enlarged (nearest) or shrunk to fit inside a
+    thin grey outline, centred on a white margin. Streamlit lays a list of images edge to edge: without
+    the margin, dark 8x8 digits merge into one band and read as overlapping, cut-off pictures.
+    Returns (width, width) for grey and (width, width, 3) for colour images."""
+    import numpy as np
+    from PIL import Image
+
+    inner = max(1, width - 2 * margin - 2)
+    image = np.asarray(image)
+    k = max(1, inner // max(image.shape[1:]))        # whole pixels only: 8x8 digits stay crisp squares
+    big = image.repeat(k, axis=1).repeat(k, axis=2)
+    big = big[0] if big.shape[0] == 1 else big[:3].transpose(1, 2, 0)
+    side = max(big.shape[:2])
+    if side > inner or side < 0.75 * inner:                  # too big, or small but not a whole multiple
+        scale = inner / side
+        size = (max(1, round(big.shape[1] * scale)), max(1, round(big.shape[0] * scale)))
+        big = np.asarray(Image.fromarray(big).resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR))
+    h, w = big.shape[:2]
+    canvas = np.full((width, width, *big.shape[2:]), 255, dtype=np.uint8)
+    top, left = (width - h) // 2, (width - w) // 2
+    canvas[top - 1: top + h + 1, left - 1: left + w + 1] = 190   # the outline
+    canvas[top: top + h, left: left + w] = big
+    return canvas
+
+
 def gallery(images: Any, captions: list[str], width: int = 96) -> None:
-    """uint8 (N, C, H, W) images in wrapping rows, a caption under each; small ones enlarged (nearest)."""
+    """uint8 (N, C, H, W) images in wrapping rows, each on its own framed tile with a caption under it;
+    small ones enlarged (nearest)."""
     if len(images):
-        st.image([enlarge(im, width) for im in images], caption=captions, width=width)
+        st.image([framed(im, width) for im in images], caption=captions, width=width)
 
 
 def filters_picture(weights: Any, side: int = 40) -> Any:
@@ -94,6 +121,11 @@ def feature_maps_picture(maps: Any, limit: int = 64, side: int = 56) -> Any:
 
 # -- training curves -----------------------------------------------------------------------------
 
+# Okabe & Ito's palette, safe for every common colour-vision deficiency, darkest first; its yellow comes
+# last because it is faint on white. One colour per run (or per split when one run is drawn).
+RUN_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
+
+
 def curves_frame(metrics_by_run: dict[str, list[dict]]) -> Any:
     """Long table (run, epoch, metric, split, value) of some runs' metric records. Training loss and
     learning rate come from the step records (several points per epoch) when the run has them;
@@ -121,19 +153,31 @@ def curves_frame(metrics_by_run: dict[str, list[dict]]) -> Any:
 
 
 def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: bool = False,
-                height: int = 260) -> Any:
+                height: int = 260, log: bool = False) -> Any:
     """An Altair line chart of one metric against epoch: train/validation as colours (one run) or
     runs as colours and splits as dashes (several runs). Legends sit on the right: Streamlit's theme
-    pads a title or a top legend generously, out of the plot's `height`."""
+    pads a title or a top legend generously, out of the plot's `height`.
+
+    `epochs`: the planned length, for a run still training (its curve grows across the axis); without
+    it the axis ends at the last point recorded, so a run cancelled at 7 of 200 epochs fills the width.
+    `log`: a logarithmic value axis, so a run whose loss stayed at 300 does not flatten a good one at 0.
+    Colours come from `RUN_COLOURS` in the order the runs appear in `frame`: the same run has the same
+    colour in every chart drawn from one frame."""
     import altair as alt
 
     data = frame[frame["metric"] == metric]
-    y_axis = alt.Axis(format="%" if "accuracy" in metric else "~g", title=metric)
-    x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0)
+    if log:
+        data = data[data["value"] > 0]  # a log axis has no place for 0
+    y_axis = alt.Axis(format="%" if "accuracy" in metric else "~g", title=f"{metric} (log scale)" if log else metric)
+    y_scale = alt.Scale(type="log") if log else alt.Scale(zero=metric == "learning rate")
+    x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0, nice=False)
+    names = list(dict.fromkeys(frame["run"])) if by_run else ["train", "validation"]
+    colours = alt.Scale(domain=names, range=[RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(names))])
     base = alt.Chart(data, height=height).encode(
         x=alt.X("epoch:Q", title="epoch", scale=x_scale, axis=alt.Axis(tickMinStep=1, format="d")),
-        y=alt.Y("value:Q", scale=alt.Scale(zero=metric == "learning rate"), axis=y_axis),
-        color=alt.Color("run:N" if by_run else "split:N", title=None, legend=alt.Legend(orient="right")),
+        y=alt.Y("value:Q", scale=y_scale, axis=y_axis),
+        color=alt.Color("run:N" if by_run else "split:N", title=None, scale=colours,
+                        legend=alt.Legend(orient="right", labelLimit=220)),
         tooltip=["run", "epoch", "split", alt.Tooltip("value:Q", format=".4g")])
     if by_run:
         base = base.encode(strokeDash=alt.StrokeDash("split:N", title=None, legend=alt.Legend(orient="right")))

@@ -55,6 +55,7 @@ KEY_CONFIG_UPLOADED = "config_uploaded"  # file id of the settings file already 
 KEY_SELECTED_RUN = "selected_run"      # run id picked for download / delete
 KEY_COMPARE = "compare_runs"
 KEY_COMPARE_CSV = "compare_csv"
+KEY_COMPARE_LOG = "compare_log"         # the overlaid loss on a log scale (default on)
 KEY_SCATTER_X = "scatter_x"
 KEY_DELETE_CONFIRM = "delete_confirm"
 KEY_DELETE = "delete_run"
@@ -86,6 +87,7 @@ KEY_EXPLAIN_CAMERA = "explain_camera"
 KEY_EXPLAIN_PICK = "explain_pick"
 KEY_EXPLAIN_TARGET = "explain_target"
 KEY_EXPLAIN_METHODS = "explain_methods"
+KEY_EXPLAIN_SANITY = "explain_sanity"
 KEY_EXPLAIN_ALPHA = "explain_alpha"
 KEY_EXPLAIN_MAPS_LAYER = "explain_maps_layer"
 

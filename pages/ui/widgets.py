@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from cvdemo.config import field_infos
+from cvdemo.config import ConfigProblem, allowed_values, field_infos
 from cvdemo.errors import CvdemoError
 from cvdemo.run_list import run_label
 from cvdemo.runs import RunInfo
@@ -78,6 +78,18 @@ def no_trained_runs() -> None:
             icon=":material/info:")
 
 
+def show_problems(problems: list[ConfigProblem], doing: str) -> None:
+    """Every problem of a config form in one message: each bad field by its form label, what is wrong
+    with it and the values it allows."""
+    lines = []
+    for p in problems:
+        label = p.field.rsplit(".", 1)[-1].replace("_", " ")
+        text = f"**{plain(label)}** {plain(p.reason)}" if p.field else plain(p.reason)
+        lines.append(f"- {text}" + (f" — allowed: {plain(p.allowed)}" if p.allowed else ""))
+    st.error(f"Cannot {doing} until {'this is' if len(problems) == 1 else f'these {len(problems)} are'} "
+             "fixed:\n" + "\n".join(lines), icon=":material/warning:")
+
+
 # -- pickers -------------------------------------------------------------------------------------
 
 def run_picker(found: list[RunInfo], key: str, label: str = "Run") -> RunInfo:
@@ -129,14 +141,17 @@ def field_widget(section: str, info: Any, value: Any, choices: list[str] | None 
             options = [value, *options]
         return st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
     if info.kind in ("int", "float"):
+        # No min_value/max_value: the browser would refuse an out-of-range number with only a hover
+        # tooltip, and Start would seem to do nothing. The core checks the range and the form says why.
         is_int = info.kind == "int"
         cast = int if is_int else float
-        bounds = {"min_value": cast(info.min) if info.min is not None else None,
-                  "max_value": cast(info.max) if info.max is not None else None}
+        allowed = allowed_values(info.min, info.max, info.min_exclusive)
+        if allowed:
+            help_text = f"{help_text or ''} (allowed: {allowed})".strip()
         step = 1 if is_int else _float_step(value, info)
         return st.number_input(label, value=None if value is None else cast(value), step=step, key=key,
                                help=help_text, format=None if is_int else "%g",
-                               placeholder="automatic" if info.optional else None, **bounds)
+                               placeholder="automatic" if info.optional else None)
     if info.kind == "list":
         text = ", ".join(str(v) for v in value or ())
         return st.text_input(label, text, key=key, help=f"{help_text or ''} (comma-separated)", placeholder="none")
