@@ -9,8 +9,11 @@ One pass of the model over a split stores logits, probabilities, labels and the
 penultimate-layer features (the input of the linear head) in the run folder, in a
 `.npz` file read with `allow_pickle=False`, written atomically, and keyed by the split
 and a digest of the checkpoint: a later call with the same checkpoint reuses it, a new
-checkpoint recomputes it. Every metric is then plain numpy on those arrays (no
-scikit-learn in this path; the tests check the figures against scikit-learn).
+checkpoint recomputes it. Every metric then comes from those arrays: the confusion matrix,
+precision / recall / F1 and top-k from scikit-learn (imported inside `metrics` and `topk_accuracy`,
+since importing sklearn.metrics takes ~1.5 s and commands that only predict should not pay it);
+the loss, expected calibration error, reliability bins and most-confidently-wrong samples, which
+scikit-learn does not have in this form, in numpy here.
 """
 
 from __future__ import annotations
@@ -196,7 +199,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood (nats) of the true classes under softmax(logits)."""
+    """Mean negative log-likelihood (nats) of the true classes under softmax(logits): the product's "loss".
+
+    Kept in numpy (log-sum-exp of the logits) rather than sklearn.metrics.log_loss on purpose: it is the
+    same figure as the training loss the curves show (torch's cross_entropy on logits, unclipped).
+    log_loss sees only probabilities and clips them (at the dtype's eps), so a true class given logit -50
+    scores about 36 nats there instead of its true ~50: the evaluated loss would no longer match training.
+    """
     z = np.asarray(logits, dtype=np.float64)
     if len(z) == 0:
         return float("nan")
@@ -206,33 +215,25 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def topk_accuracy(scores: np.ndarray, labels: np.ndarray, ks: tuple[int, ...] = (1, 2, 3, 4, 5)) -> dict[int, float]:
-    """{k: fraction of samples whose true class is among the k highest scores}, k capped at the class count."""
+    """{k: fraction of samples whose true class is among the k highest scores} (scikit-learn's figures).
+
+    Top-1 is the accuracy of the predicted class (argmax, ties to the lowest index), so it always equals
+    the confusion matrix's diagonal; k >= the number of classes is 1.0 (every class is in the top k).
+    """
+    from sklearn.metrics import accuracy_score, top_k_accuracy_score  # ~1.5 s import: only when scoring
+
     n, num_classes = scores.shape
     if n == 0:
         return {k: float("nan") for k in ks}
-    order = np.argsort(-scores, axis=1, kind="stable")
-    rank = np.argmax(order == labels[:, None], axis=1)  # position of the true class, 0 = top
-    return {k: float(np.mean(rank < min(k, num_classes))) for k in ks}
-
-
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 (K, K): entry [t, p] counts samples of true class t predicted as p."""
-    labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
-    return np.bincount(labels * num_classes + preds, minlength=num_classes * num_classes).reshape(
-        num_classes, num_classes)
-
-
-def per_class_scores(cm: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 (float (K,), 0 where undefined) and support/predicted counts (int (K,))."""
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1)
-    predicted = cm.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
-        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
-        denom = support + predicted
-        f1 = np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support, "predicted": predicted}
+    out = {}
+    for k in ks:
+        if k >= num_classes:
+            out[k] = 1.0
+        elif k == 1:
+            out[k] = float(accuracy_score(labels, scores.argmax(axis=1)))
+        else:  # 1 < k < num_classes, so at least 3 classes: the multiclass form of top_k_accuracy_score
+            out[k] = float(top_k_accuracy_score(labels, scores, k=k, labels=np.arange(num_classes)))
+    return out
 
 
 class ReliabilityBin(TypedDict):
@@ -338,22 +339,35 @@ class Evaluation:
 
 
 def metrics(pred: Predictions, *, run_dir: str | Path | None = None, most_wrong: int = 16) -> Evaluation:
-    """Every metric from stored predictions (numpy only; milliseconds for thousands of samples)."""
+    """Every metric from stored predictions: scikit-learn's for the confusion matrix, precision, recall, F1
+    and top-k; ours for the loss (see `cross_entropy`), ECE and the most confidently wrong samples.
+
+    Every class counts, also one absent from this split or never predicted (its row or column is 0 and its
+    undefined precision, recall or F1 is 0); the macro F1 averages the classes present in the labels or
+    the predictions, as scikit-learn's f1_score does.
+    """
+    from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support  # ~1.5 s import
+
     k = len(pred.classes)
-    labels, probs = pred.labels, pred.probs
-    cm = confusion_matrix(labels, pred.preds, k)
-    scores = per_class_scores(cm)
-    present = (scores["support"] > 0) | (scores["predicted"] > 0)
-    support = scores["support"]
-    macro = float(scores["f1"][present].mean()) if present.any() else float("nan")
-    weighted = float((scores["f1"] * support).sum() / support.sum()) if support.sum() else float("nan")
+    labels, probs, preds = pred.labels, pred.probs, pred.preds
+    classes = np.arange(k)
+    if len(labels):
+        cm = confusion_matrix(labels, preds, labels=classes).astype(np.int64)
+        precision, recall, f1, support = precision_recall_fscore_support(labels, preds, labels=classes,
+                                                                         zero_division=0)
+        macro = float(f1_score(labels, preds, average="macro", zero_division=0))
+        weighted = float(f1_score(labels, preds, average="weighted", zero_division=0))
+    else:  # scikit-learn refuses empty arrays: an empty split has no scores
+        cm = np.zeros((k, k), np.int64)
+        precision = recall = f1 = np.zeros(k)
+        support = np.zeros(k, np.int64)
+        macro = weighted = float("nan")
     rows = cm.sum(axis=1, keepdims=True)
     normalized = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
-    per_class = [{"class": pred.classes[c], "index": c, "precision": float(scores["precision"][c]),
-                  "recall": float(scores["recall"][c]), "f1": float(scores["f1"][c]),
-                  "support": int(support[c]),
+    per_class = [{"class": pred.classes[c], "index": c, "precision": float(precision[c]),
+                  "recall": float(recall[c]), "f1": float(f1[c]), "support": int(support[c]),
                   # per-class accuracy as the reports use it: the share of this class's images classified right
-                  "accuracy": float(scores["recall"][c])}
+                  "accuracy": float(recall[c])}
                  for c in range(k)]
     ece, bins = calibration(probs, labels)
     return Evaluation(pred, Path(run_dir) if run_dir is not None else None, cross_entropy(pred.logits, labels),

@@ -31,6 +31,29 @@ def test_pca_equals_scikit_learn(shape):
     np.testing.assert_array_equal(again.coords, ours.coords)  # signs are fixed, results reproducible
 
 
+def test_pca_of_a_large_set_is_randomized_seeded_and_close_to_the_exact_one():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    n, d = embed.RANDOMIZED_ABOVE + 500, 16
+    x = rng.normal(size=(n, d)) * (1.0 / np.arange(1, d + 1)) @ np.linalg.qr(rng.normal(size=(d, d)))[0]
+    ours = embed.pca(x, 2)
+    ref = PCA(2, svd_solver="randomized", random_state=0).fit(x)
+    np.testing.assert_allclose(ours.coords, ref.transform(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(embed.pca(x, 2).coords, ours.coords)  # the fixed seed: reproducible
+    exact = PCA(2, svd_solver="full").fit(x)
+    np.testing.assert_allclose(ours.explained_variance, exact.explained_variance_ratio_, rtol=1e-4)
+
+
+def test_pca_of_constant_features_has_zero_variance_not_nan():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = embed.pca(np.ones((10, 4)), 2)  # e.g. a dead network: every feature the same for every image
+    assert (r.explained_variance == 0).all() and np.isfinite(r.coords).all()
+
+
 def test_knn_accuracy_equals_scikit_learn_leave_one_out():
     from sklearn.model_selection import LeaveOneOut, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier

@@ -53,6 +53,54 @@ def test_metrics_equal_scikit_learn(case):
     assert r.loss == pytest.approx(float(expected), rel=1e-6)
 
 
+def test_a_class_without_samples_and_a_class_never_predicted_score_zero_not_nan():
+    from sklearn import metrics as skm
+
+    # class 1 has no true samples (empty row), class 3 is never predicted (logit -50: empty column)
+    pred = synthetic(n=200, k=5, seed=2, absent_true=1, absent_pred=3)
+    r = ev.metrics(pred)
+    assert 1 not in pred.labels and 3 not in pred.preds and 3 in pred.labels
+    assert r.confusion.shape == (5, 5) and r.confusion[1].sum() == 0 and r.confusion[:, 3].sum() == 0
+    empty, never = r.per_class[1], r.per_class[3]
+    assert empty["support"] == 0 and empty["recall"] == 0.0 and empty["f1"] == 0.0
+    assert never["support"] > 0 and never["precision"] == 0.0 and never["recall"] == 0.0 and never["f1"] == 0.0
+    assert not np.isnan(r.confusion_normalized).any() and (r.confusion_normalized[1] == 0).all()
+    # the macro F1 averages the classes that are true or predicted: class 3 (true, never predicted) counts 0
+    present = set(pred.labels.tolist()) | set(pred.preds.tolist())
+    assert 3 in present
+    assert r.macro_f1 == pytest.approx(np.mean([c["f1"] for c in r.per_class if c["index"] in present]))
+    assert r.macro_f1 == pytest.approx(skm.f1_score(pred.labels, pred.preds, average="macro", zero_division=0))
+
+
+def test_top_k_at_or_above_the_class_count_is_one_and_top1_matches_the_confusion_diagonal():
+    import warnings
+
+    pred = synthetic(n=90, k=3, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "k >= n_classes" warning from scikit-learn
+        r = ev.metrics(pred)
+    assert r.topk[3] == r.topk[4] == r.top5 == 1.0
+    assert r.topk[2] < 1.0
+    assert r.top1 == pytest.approx(np.trace(r.confusion) / r.n)
+    two = synthetic(n=50, k=2, seed=5)  # two classes: scikit-learn's binary form, handled
+    r2 = ev.metrics(two)
+    assert r2.top1 == pytest.approx(np.mean(two.preds == two.labels)) and r2.topk[2] == 1.0
+    # a dead network (all logits equal): ties go to the lowest class, as argmax and the confusion matrix do
+    tied = synthetic(n=30, k=4, seed=6)
+    tied.logits[:] = 0.0
+    tied.probs[:] = 0.25
+    r3 = ev.metrics(tied)
+    assert r3.top1 == pytest.approx(np.mean(tied.labels == 0)) == pytest.approx(np.trace(r3.confusion) / 30)
+
+
+def test_an_empty_split_gives_nan_scores_not_an_error():
+    pred = synthetic(n=0, k=4)
+    r = ev.metrics(pred)
+    assert r.n == 0 and r.confusion.shape == (4, 4) and r.confusion.sum() == 0
+    assert np.isnan(r.top1) and np.isnan(r.macro_f1) and np.isnan(r.loss)
+    assert [c["support"] for c in r.per_class] == [0, 0, 0, 0]
+
+
 def test_ece_and_reliability_bins_follow_the_definition():
     rng = np.random.default_rng(1)
     n, k = 2000, 4
