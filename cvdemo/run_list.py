@@ -13,6 +13,7 @@ from typing import Any
 
 from cvdemo import runs
 from cvdemo.checkpoint import has_checkpoint
+from cvdemo.health import run_health
 from cvdemo.runs import RunInfo
 
 __all__ = ["runs_with_weights", "run_label", "short_name", "run_rows"]
@@ -37,7 +38,8 @@ def short_name(run: RunInfo) -> str:
 
 
 def run_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
-    """One row per run: id, state, model, data, epochs done/planned, best val top-1, test top-1, message."""
-    return [{"run": r.id, "state": r.state, "model": r.model, "data": r.data,
+    """One row per run: id, state, health (did it learn? see cvdemo.health), model, data, epochs
+    done/planned, best val top-1, test top-1, message."""
+    return [{"run": r.id, "state": r.state, "health": run_health(r.path).verdict, "model": r.model, "data": r.data,
              "epochs": f"{r.epochs_done}/{r.epochs}",
              "val top-1": r.best_val_top1, "test top-1": r.test_top1, "message": r.message} for r in found]

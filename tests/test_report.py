@@ -14,7 +14,7 @@ from PIL import Image
 from cvdemo.evaluate import evaluate_run
 from cvdemo.report import ReportOptions, build_report
 
-SECTIONS = ("Headline metrics", "Training curves", "Configuration", "Confusion matrix", "Per-class results",
+SECTIONS = ("Did it learn?", "Headline metrics", "Training curves", "Configuration", "Confusion matrix", "Per-class results",
             "Most confidently wrong", "Embedding (PCA of the features)", "Why? Grad-CAM explanations")
 
 
@@ -69,6 +69,7 @@ def test_one_run_report_has_every_section_with_the_runs_real_numbers(digits_run)
     assert text.startswith("<!DOCTYPE html>")
     found = headings(parse(text), text)
     assert found == list(SECTIONS)
+    assert '<p class="health ok"><b>Healthy.</b>' in text  # the verdict on the run (cvdemo.health)
     images = assert_self_contained(text)
     # curves, confusion, gallery, embedding, and an input + an overlay per explained image
     assert len(images) == 4 + 2 * 3

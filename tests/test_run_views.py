@@ -46,7 +46,8 @@ def test_run_rows_have_one_row_per_run(root):
     make_run(root)
     (row,) = run_rows(runs.list_runs(root))
     assert row["model"] == "lenet" and row["state"] == "completed" and row["epochs"] == f"0/{RunConfig().train.epochs}"
-    assert set(row) == {"run", "state", "model", "data", "epochs", "val top-1", "test top-1", "message"}
+    assert set(row) == {"run", "state", "health", "model", "data", "epochs", "val top-1", "test top-1", "message"}
+    assert row["health"] == "too early"  # nothing recorded
 
 
 def test_result_rows_name_the_columns_and_add_the_settings(root):

@@ -30,6 +30,10 @@ h4 { font-size: 14px; margin: 4px 0; text-transform: capitalize; color: var(--mu
 p { margin: 6px 0; }
 .muted, .note, figcaption { color: var(--muted); font-size: 13px; }
 .facts { margin: 2px 0 8px; }
+p.health { border-left: 5px solid #16a34a; background: #f0fdf4; padding: 8px 12px; border-radius: 4px; }
+p.health.warning { border-color: #d97706; background: #fffbeb; }
+p.health.error { border-color: #dc2626; background: #fef2f2; }
+p.health.info { border-color: var(--line); background: var(--soft); }
 nav.toc ol { margin: 4px 0; padding-left: 22px; columns: 2; }
 a { color: var(--accent); text-decoration: none; }
 .cards { display: grid; grid-template-columns: repeat(6, 1fr); gap: 10px; margin: 4px 0 6px; }

@@ -57,6 +57,7 @@ class RunSection:
         if self.summary.get("params_total") is not None:
             facts.append(f"{self.summary['params_total']:,} parameters")
         parts = [
+            h.part("Did it learn?", self.health),
             h.part("Headline metrics", self.headline),
             h.part("Training curves", self.curves),
             h.part("Configuration", self.configuration),
@@ -86,11 +87,20 @@ class RunSection:
                 + h.note(f"Measured on the <b>{h.e(p.split)}</b> split ({r.n} images{held_out}) with the "
                         f"{h.e(p.checkpoint)} checkpoint ({best}). Calibration error: ECE over 15 bins."))
 
+    def health(self) -> str:
+        """The verdict on the run (cvdemo.health): diverged, unstable, did not learn, overfitting or healthy."""
+        from cvdemo.health import run_health
+
+        verdict = run_health(self.run_dir)
+        return (f'<p class="health {h.e(verdict.severity)}"><b>{h.e(verdict.verdict.capitalize())}.</b> '
+                f"{h.e(verdict.text)}</p>")
+
     def curves(self) -> str:
         from cvdemo import plots
 
-        if not any(m.get("kind") == "epoch" for m in self.metrics):
-            return h.note("No epoch finished, so there are no curves.")
+        if not any(m.get("kind") == "epoch" or (m.get("kind") == "step" and m.get("loss") is not None)
+                   for m in self.metrics):  # step-level training loss alone is drawn: a run that diverged early
+            return h.note("No training step was recorded, so there are no curves.")
         path = plots.curves_plot({self.label: self.metrics}, self.png("curves"))
         return h.figure(path.read_bytes(), "training curves",
                        "Training loss per logged step, validation loss and accuracies per epoch.")

@@ -173,8 +173,11 @@ def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: b
     x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0, nice=False)
     names = list(dict.fromkeys(frame["run"])) if by_run else ["train", "validation"]
     colours = alt.Scale(domain=names, range=[RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(names))])
+    # whole epochs on the axis, unless all that was recorded is part of the first (a run that blew up early)
+    short = not epochs and len(data) and data["epoch"].max() < 1
+    x_axis = alt.Axis(format=".2~f") if short else alt.Axis(tickMinStep=1, format="d")
     base = alt.Chart(data, height=height).encode(
-        x=alt.X("epoch:Q", title="epoch", scale=x_scale, axis=alt.Axis(tickMinStep=1, format="d")),
+        x=alt.X("epoch:Q", title="epoch", scale=x_scale, axis=x_axis),
         y=alt.Y("value:Q", scale=y_scale, axis=y_axis),
         color=alt.Color("run:N" if by_run else "split:N", title=None, scale=colours,
                         legend=alt.Legend(orient="right", labelLimit=220)),
@@ -189,6 +192,28 @@ def draw_curve(frame: Any, metric: str, **options: Any) -> None:
     """A bold heading and the chart of one metric (see curve_chart)."""
     st.markdown(f"**{metric.capitalize()}**")
     st.altair_chart(curve_chart(frame, metric, **options), width="stretch")
+
+
+def lr_finder_chart(lrs: list[float], losses: list[float], suggested: float, height: int = 300) -> Any:
+    """The LR finder's sweep: smoothed training loss against learning rate on a log axis, with the
+    suggested rate (steepest descent of the loss) marked by a vertical rule, a point and its value."""
+    import altair as alt
+    import pandas as pd
+
+    sweep = pd.DataFrame({"learning rate": lrs, "loss": losses})
+    near = min(range(len(lrs)), key=lambda i: abs(lrs[i] - suggested))  # the sweep point the suggestion is
+    mark = pd.DataFrame({"learning rate": [suggested], "loss": [losses[near]], "top": [max(losses)],
+                         "label": [f"suggested: {suggested:.2g}"]})
+    x = alt.X("learning rate:Q", scale=alt.Scale(type="log"), axis=alt.Axis(format="~g", title="learning rate (log scale)"))
+    y = alt.Y("loss:Q", scale=alt.Scale(zero=False), axis=alt.Axis(title="training loss (smoothed)"))
+    line = alt.Chart(sweep, height=height).mark_line(strokeWidth=3, color=RUN_COLOURS[0]).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("learning rate:Q", format=".3g"), alt.Tooltip("loss:Q", format=".3g")])
+    rule = alt.Chart(mark).mark_rule(color=RUN_COLOURS[3], strokeWidth=2, strokeDash=[6, 4]).encode(x=x)
+    point = alt.Chart(mark).mark_point(size=160, filled=True, color=RUN_COLOURS[3]).encode(x=x, y=y)
+    # the label at the top, left of the rule: the loss is flat there, while to the right it shoots up
+    label = alt.Chart(mark).mark_text(align="right", baseline="top", dx=-8, fontSize=15, fontWeight="bold",
+                                      color=RUN_COLOURS[3]).encode(x=x, y=alt.Y("top:Q"), text="label:N")
+    return alt.layer(line, rule, point, label)
 
 
 # -- selections ----------------------------------------------------------------------------------

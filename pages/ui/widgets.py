@@ -10,6 +10,7 @@ import streamlit as st
 
 from cvdemo.config import ConfigProblem, allowed_values, field_infos
 from cvdemo.errors import CvdemoError
+from cvdemo.health import Health
 from cvdemo.run_list import run_label
 from cvdemo.runs import RunInfo
 from pages.ui.state import KEY_FLASH, form_key
@@ -54,10 +55,13 @@ def flash(message: str | None = None) -> None:
         st.success(st.session_state.pop(KEY_FLASH), icon=":material/check:")
 
 
-def show_run_state(r: RunInfo) -> None:
-    """The run's state in words: why it diverged, why it failed, or how it finished."""
+def show_run_state(r: RunInfo, health: Health | None = None) -> None:
+    """The run's state in words: why it diverged, why it failed, or how it finished; with `health` (the
+    verdict on the run) beside it, unless the state already says it (diverged). A finished run is green
+    only when its verdict is not a problem: "finished" alone is no success when the network did not learn."""
     if r.state == "completed":
-        st.success(f"Finished: {r.message}.", icon=STATE_ICONS["completed"])
+        good = health is None or health.severity in ("ok", "info")
+        (st.success if good else st.info)(f"Finished: {r.message}.", icon=STATE_ICONS["completed"])
     elif r.state == "diverged":
         st.error(f"The training diverged: {r.message}. The loss blew up to a value no further step can "
                  "recover from — this is what a learning rate that is too high does.", icon=STATE_ICONS["diverged"])
@@ -69,6 +73,25 @@ def show_run_state(r: RunInfo) -> None:
         st.warning(r.message, icon=STATE_ICONS["interrupted"])
     else:
         st.info(f"{r.state.capitalize()}: {r.message or 'starting'}", icon=STATE_ICONS.get(r.state))
+    if health is not None and not (r.state == "diverged" and health.verdict == "diverged"):
+        show_health(health, active=r.state in ("queued", "running"))
+
+
+HEALTH_ICONS = {"diverged": ":material/trending_up:", "unstable": ":material/ssid_chart:",
+                "did not learn": ":material/block:", "overfitting": ":material/call_split:",
+                "healthy": ":material/thumb_up:"}
+
+
+def show_health(health: Health, active: bool = False) -> None:
+    """The verdict on a run (cvdemo.health) beside its state: red when it diverged or is unstable, amber
+    when it did not learn or overfits, green when healthy. While the run trains only a problem is shown;
+    "too early" never is. The diverged state already says it blew up: only the suggestion is added then."""
+    if health.verdict == "too early" or (active and health.severity == "ok"):
+        return
+    title = f"**{'Healthy' if health.verdict == 'healthy' else health.verdict.capitalize()}.**"
+    text = f"{title} {plain(health.text)}"
+    show = {"error": st.error, "warning": st.warning, "ok": st.success}[health.severity]
+    show(text, icon=HEALTH_ICONS.get(health.verdict))
 
 
 def no_trained_runs() -> None:
