@@ -5,10 +5,12 @@ import streamlit as st
 from cvdemo import runs
 from cvdemo.config import RunConfig, config_problems, field_infos
 from cvdemo.errors import CvdemoError
-from cvdemo.progress import duration, progress
+from cvdemo.health import run_health
+from cvdemo.progress import duration, live_progress
 from cvdemo.run_list import run_label
 from cvdemo.share import config_from_json, config_json
 from pages.ui import charts, sharing, state, widgets
+from pages.ui.background import BackgroundTask
 
 SECTION_TITLES = {"data": "Data", "model": "Model", "train": "Training"}
 # Fields shown without opening "More … settings"; every other field (and any the core adds) sits there.
@@ -24,6 +26,55 @@ def names() -> tuple[list[str], list[str]]:
     from cvdemo.models import list_models
 
     return list(SOURCES), list_models()
+
+
+def find_lr_of(config: RunConfig) -> object:
+    """The LR finder on the form's settings (cvdemo.train.job.find_lr; imports torch, so imported here)."""
+    from cvdemo.train.job import find_lr
+
+    return find_lr(config)
+
+
+def use_rate(rate: float) -> None:
+    """"Use this rate": the draft's lr and the form's lr field become `rate` (a callback, so before the form
+    is drawn; set through the widget's key, so the browser's copy of the field changes too)."""
+    state.update_draft(train={"lr": rate})
+    st.session_state[state.form_key("train", "lr")] = rate
+
+
+def lr_finder_waiting() -> None:
+    """While the LR finder sweeps (a thread: reruns and clicks do not stop it); redraws the page when done."""
+    task = st.session_state.get(state.KEY_LR_FIND)
+    if task is None or task.done:
+        st.rerun()
+    st.info(f"Finding a learning rate: training on about 100 batches with the rate growing from 0.0000001 "
+            f"to 10… ({task.seconds:.0f} s)", icon=":material/hourglass_top:")
+
+
+def lr_finder_panel() -> None:
+    """The LR finder's result under the form: loss against learning rate, the suggestion marked, and a
+    button that puts the suggestion in the form."""
+    task = st.session_state.get(state.KEY_LR_FIND)
+    if task is None:
+        return
+    if not task.done:
+        st.fragment(lr_finder_waiting, run_every=1.0)()
+        return
+    if task.error is not None:
+        widgets.show_failure(task.error, "the LR finder")
+        return
+    found, settings = task.result, task.about
+    rate = float(f"{found.suggested_lr:.2g}")
+    with st.container(border=True):
+        st.markdown("**Learning-rate finder**")
+        st.caption(f"{settings.model.name} on {settings.data.source}, {settings.train.optimizer}, batch "
+                   f"{settings.train.batch_size}: each batch trained with a larger rate than the last "
+                   f"({task.seconds:.0f} s; the model is thrown away afterwards).")
+        st.altair_chart(charts.lr_finder_chart(found.lrs, found.losses, found.suggested_lr), width="stretch")
+        st.caption(f"Where the loss falls fastest, {found.suggested_lr:.2g}, is a good rate to start from; past "
+                   f"the lowest point ({found.min_loss_lr:.2g}) the steps get too large and the loss shoots up.")
+        st.button(f"Use this rate ({rate:g})", icon=":material/check:", type="primary", key=state.KEY_LR_USE,
+                  on_click=use_rate, args=(rate,), help="puts it in the form's lr field; press Start training next")
 
 
 st.title("Train")
@@ -54,9 +105,22 @@ with form_col:
                                                  key=state.KEY_TRAIN_START)
         shared = share_col.form_submit_button("Update the link", icon=":material/link:", key=state.KEY_TRAIN_SHARE,
                                               help="put these settings in the address bar without training")
-    problems = config_problems(raw) if submitted or shared else []  # every bad field at once, with its range
+        find = st.form_submit_button("Find a learning rate", icon=":material/search_insights:",
+                                     key=state.KEY_LR_FIND_START,
+                                     help="try rates from 0.0000001 to 10 on about 100 batches with these "
+                                          "settings, and suggest one; nothing is saved")
+    problems = config_problems(raw) if submitted or shared or find else []  # every bad field, with its range
     if problems:
-        widgets.show_problems(problems, "start training" if submitted else "update the link")
+        widgets.show_problems(problems, "start training" if submitted else "update the link" if shared
+                              else "find a learning rate")
+    elif find:
+        try:
+            finder_config = RunConfig.from_dict(raw)
+        except CvdemoError as e:
+            widgets.show_error(e)
+        else:
+            st.session_state[state.KEY_DRAFT] = finder_config.to_dict()
+            st.session_state[state.KEY_LR_FIND] = BackgroundTask(find_lr_of, finder_config, about=finder_config)
     elif shared:
         try:
             st.session_state[state.KEY_DRAFT] = RunConfig.from_dict(raw).to_dict()
@@ -72,6 +136,7 @@ with form_col:
             st.session_state[state.KEY_DRAFT] = run_config.to_dict()
             st.session_state[state.KEY_WATCH_RUN] = run_dir.name
             st.success(f"Started run {run_dir.name}.", icon=":material/rocket_launch:")
+    lr_finder_panel()
     st.caption("Data and model can also be chosen, with previews, on the Data and Model pages.")
     link = sharing.settings_to_url(st.session_state[state.KEY_DRAFT])
     with st.expander("Share these settings", icon=":material/share:"):
@@ -110,16 +175,16 @@ def live() -> None:
     r = by_id[st.selectbox("Watching run", list(by_id), format_func=lambda i: run_label(by_id[i]),
                            key=state.KEY_WATCH_RUN)]
     metrics = runs.read_metrics(r.path)
-    p = progress(r, metrics)
+    p = live_progress(r, metrics, runs.read_status(r.path) if r.state in ACTIVE else {})
     epochs = [m for m in metrics if m.get("kind") == "epoch"]
-    widgets.show_run_state(r)
+    widgets.show_run_state(r, run_health(r.path))  # the state, and whether the run learned
     cols = st.columns(4)
     cols[0].metric("epochs done", f"{p['done']} / {p['total']}")
     cols[1].metric("validation top-1", f"{epochs[-1]['val_top1']:.1%}" if epochs else "—")
-    cols[2].metric("images / s", f"{p['images_per_s']:,.0f}" if p["images_per_s"] else "—")
-    cols[3].metric("time left", duration(p["eta"]) if r.state in ACTIVE else "—")
-    if r.state in ACTIVE:
-        st.progress(p["fraction"])
+    cols[2].metric(p["speed_label"], f"{p['images_per_s']:,.0f}" if p["images_per_s"] else "—")
+    cols[3].metric("time left", duration(p["time_left"]) if r.state in ACTIVE else "—")
+    if r.state in ACTIVE:  # the phase under way (feature cache, validation, test) with its own rate and time left
+        st.progress(p["bar_fraction"], text=p["bar_text"] or None)
         if st.button("Cancel this run", icon=":material/stop:", key=state.KEY_TRAIN_CANCEL):
             if runs.cancel(r.path):
                 st.toast("Asked the run to stop: it saves its last epoch and ends.")
@@ -127,11 +192,15 @@ def live() -> None:
                 st.toast("Nothing to stop: the run has already ended.")
     frame = charts.curves_frame({r.id: metrics})
     if frame.empty:
-        st.caption("The curves appear when the first epoch ends.")
+        st.caption("The curves appear when the first training steps are recorded.")
         return
     planned = r.epochs if r.state in ACTIVE else None  # an ended run's axis fits what it recorded
-    charts.draw_curve(frame, "loss", epochs=planned)
-    charts.draw_curve(frame, "top-1 accuracy", epochs=planned)
+    charts.draw_curve(frame, "loss", epochs=planned)  # step by step: drawn before any epoch ends
+    if epochs:
+        charts.draw_curve(frame, "top-1 accuracy", epochs=planned)
+    else:
+        st.caption("Accuracy is measured at the end of each epoch: none has finished"
+                   + (" yet." if r.state in ACTIVE else "."))
     charts.draw_curve(frame, "learning rate", epochs=planned, height=180)
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")

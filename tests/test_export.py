@@ -137,6 +137,19 @@ def test_onnx_export_matches_the_run(digits_run, tmp_path):
         ExportedClassifier.load(tmp_path)
 
 
+def test_onnx_export_is_checked_against_the_run_with_onnxruntime(digits_run, tmp_path):
+    import onnxruntime  # pinned in requirements.txt: without it the card would say "not checked"
+
+    card = export_run(digits_run, tmp_path, fmt="onnx")
+    assert card["check"]["images"] == 64 and card["check"]["max_abs_diff"] < 1e-4, card["check"]
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    clf = Classifier.from_run(digits_run)
+    x = sample_images(digits_run, "test", range(40))
+    got = session.run(None, {"images": onnx_input(clf, x).numpy()})[0]
+    assert np.abs(got - predict_split(digits_run, "test").probs[:40]).max() < 1e-4
+    assert "largest difference" in (tmp_path / "model_card.md").read_text()
+
+
 def test_export_refuses_an_unknown_format_and_a_run_folder_as_target(digits_run, tmp_path):
     result = cvdemo("export", str(digits_run), "--format", "tflite", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "invalid choice" in result.stderr

@@ -12,7 +12,8 @@ def run(state="running", epochs=4) -> RunInfo:
 
 
 def test_a_run_without_records_has_not_started():
-    assert progress(run(), []) == {"fraction": 0.0, "done": 0, "total": 4, "eta": None, "images_per_s": None}
+    assert progress(run(), []) == {"fraction": 0.0, "done": 0, "total": 4, "eta": None, "images_per_s": None,
+                                   "head_only": False}
 
 
 def test_steps_move_the_fraction_within_an_epoch_and_give_the_time_left():

@@ -17,7 +17,9 @@ import sys
 from cvdemo import __version__
 from cvdemo.cli import analysis, bench, models, predict, runs, sharing, training
 from cvdemo.cli._common import Parser
+from cvdemo.cli._progress import StderrPhases
 from cvdemo.errors import CvdemoError
+from cvdemo.progress import listening
 
 __all__ = ["build_parser", "main"]
 
@@ -37,9 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code: 0 done, 1 internal error, 2 a user error, 130 interrupted."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the subcommand whose flags they are not: "cvdemo train: unrecognized ..."
+        prog = f"{parser.prog} {args.command}"
+        parser.exit(2, f"{prog}: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n")
     try:
-        return args.func(args)
+        with listening(StderrPhases()):  # every long phase of the command: a bar (or lines) on stderr
+            return args.func(args)
     except CvdemoError as e:
         print(f"cvdemo {args.command}: {e}", file=sys.stderr)
         return 2

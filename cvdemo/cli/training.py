@@ -18,6 +18,7 @@ from cvdemo import runs
 from cvdemo.cli._common import RUNS_HELP, Subparsers, command, emit
 from cvdemo.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from cvdemo.errors import CvdemoError
+from cvdemo.progress import HEAD_ONLY
 from cvdemo.recipes import Recipe, list_recipes, load_recipe
 
 
@@ -143,8 +144,9 @@ class ProgressBar:
         if self.bar is not None:
             self.bar.close()
         val = f", val top-1 {record['val_top1']:.1%}" if "val_top1" in record else ""
+        head_only = f" ({HEAD_ONLY})" if record.get("head_only") else ""
         print(f"epoch {record['epoch']}/{trainer.epochs}: train loss {record['train_loss']:.4f}{val}, "
-              f"{record['images_per_s']:.0f} images/s", file=sys.stderr)
+              f"{record['images_per_s']:.0f} images/s{head_only}", file=sys.stderr)
 
     def on_train_end(self, trainer) -> None:
         if self.bar is not None:
@@ -187,6 +189,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = config_from_args(args, base)
         # Under torchrun the finder waits for the process group: rank 0 sweeps on its own GPU, all train at its rate.
         find_lr_first = bool(args.lr_find or (recipe is not None and recipe.lr_find))
+        from cvdemo.train.setup import check_before_run
+
+        check_before_run(config)  # a mistake found here leaves no run folder behind
         if find_lr_first and launch is None:
             config, find_lr_first = with_found_lr(config), False
         run_dir = runs.create_run(args.out or runs.default_root(), config) if rank == 0 and not find_lr_first else None

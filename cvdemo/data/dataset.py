@@ -42,9 +42,8 @@ def load_dataset(source: str | Path, *, val_fraction: float = 0.1, test_fraction
     if not isinstance(source, (str, Path)) or not str(source).strip():
         raise DataError(f"the data source must be one of {', '.join(SOURCES)}, an image folder or a .zip file")
 
-    key = str(source).strip().lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(key, key)
-    if key in SOURCES and not (isinstance(source, Path) and source.exists()):
+    key = builtin_key(source)
+    if is_builtin(source):
         if key == "digits":
             classes, train, val, test = load_digits()
         else:
@@ -55,14 +54,7 @@ def load_dataset(source: str | Path, *, val_fraction: float = 0.1, test_fraction
         val, test = _limit(val, limit_test), _limit(test, limit_test)
         return DataBundle(key, classes, train, val, test, train.channels, [])
 
-    path = Path(source).expanduser()
-    if not path.exists():
-        kind = "zip file" if path.suffix.lower() == ".zip" else "data folder"
-        if path.suffix or "/" in str(source) or "\\" in str(source):
-            raise DataError(f"{kind} {path} does not exist: check the path, or use a built-in data set "
-                            f"({', '.join(SOURCES)})")
-        raise DataError(f"unknown data set {str(source)!r}: use one of {', '.join(SOURCES)}, "
-                        f"or the path of an image folder or a .zip file")
+    path = check_source(source)
     return load_folder(path, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                        limit_train=limit_train, limit_test=limit_test, image_size=image_size, skip_bad=skip_bad)
 
@@ -71,3 +63,28 @@ def _limit(images: ImageSet, limit: int | None) -> ImageSet:
     if limit is None or limit >= len(images):
         return images
     return images.subset(stratified_subset(images.labels, int(limit), LIMIT_SEED))
+
+
+def check_source(source: str | Path) -> Path:
+    """The path of a data source that is not a built-in set, after checking that it exists; DataError (one
+    sentence) if it does not. Cheap: nothing is read, so it can run before a run folder is made."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        kind = "zip file" if path.suffix.lower() == ".zip" else "data folder"
+        if path.suffix or "/" in str(source) or "\\" in str(source):
+            raise DataError(f"{kind} {path} does not exist: check the path, or use a built-in data set "
+                            f"({', '.join(SOURCES)})")
+        raise DataError(f"unknown data set {str(source)!r}: use one of {', '.join(SOURCES)}, "
+                        f"or the path of an image folder or a .zip file")
+    return path
+
+
+def is_builtin(source: str | Path) -> bool:
+    """True when `source` names a built-in data set (and is not a path to a folder of that name)."""
+    return builtin_key(source) in SOURCES and not (isinstance(source, Path) and source.exists())
+
+
+def builtin_key(source: str | Path) -> str:
+    """A source name as the built-in sets are keyed ("CIFAR_10" -> "cifar10")."""
+    key = str(source).strip().lower().replace("_", "-")
+    return {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "cifar-100": "cifar100"}.get(key, key)

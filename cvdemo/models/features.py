@@ -22,6 +22,7 @@ from cvdemo.data import ImageSet, make_loader, to_model_input
 from cvdemo.device import resolve_device
 from cvdemo.errors import ModelError
 from cvdemo.models.registry import get_module, get_spec, module_paths
+from cvdemo.progress import phase
 
 __all__ = ["FeatureSource", "capture", "last_linear", "head_path", "pooled", "layer_module", "extract_features"]
 
@@ -115,7 +116,9 @@ def extract_features(classifier: FeatureSource, images: ImageSet, *, layer: str 
     else:
         module, what = layer_module(model, layer), "output"
     feats, logits = [], []
-    with torch.inference_mode(), capture(module, what) as seen:
+    # evaluation, embeddings and reports all pass through here: one progress phase for them all
+    with torch.inference_mode(), capture(module, what) as seen, \
+            phase("predict", "running the model over the images", len(images), after=1.0) as meter:
         for x, _ in make_loader(images, batch_size=batch_size, shuffle=False):
             seen.clear()
             inp = to_model_input(x.to(dev), size=classifier.image_size, mean=classifier.mean, std=classifier.std,
@@ -124,6 +127,7 @@ def extract_features(classifier: FeatureSource, images: ImageSet, *, layer: str 
             if not seen:
                 raise ModelError(f"layer '{layer}' was not used in the forward pass; choose another layer")
             feats.append(pooled(seen[-1]).float().cpu())
+            meter.add(len(x))
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
     return torch.cat(feats).numpy(), torch.cat(logits).numpy()

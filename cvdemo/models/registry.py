@@ -21,7 +21,13 @@ from typing import Any
 from torch import nn
 
 from cvdemo.errors import ModelError
-from cvdemo.models.weights import imagenet_categories, package_weights_available, torchvision_weights_cached
+from cvdemo.models.weights import (
+    ensure_torchvision_weights,
+    imagenet_categories,
+    package_weights_available,
+    package_weights_file,
+    torchvision_weights_cached,
+)
 
 Builder = Callable[..., nn.Module]
 
@@ -195,6 +201,19 @@ def pretrained_offline(name: str) -> bool:
     if entry.spec.pretrained == "torchvision":
         return torchvision_weights_cached(entry.weights_from)
     return False
+
+
+def ensure_pretrained(name: str) -> None:
+    """Make `name`'s pretrained weights loadable now: torchvision's are downloaded into the hub cache if they
+    are not there yet; ModelError (one sentence: what to do offline) when they cannot be had."""
+    entry = _entry(name)
+    if entry.spec.pretrained is None:
+        raise ModelError(f"{name} has no pretrained weights; train it from scratch (pretrained off) or choose "
+                         "a pretrained model such as efficientnet_lite0 (works offline), resnet18 or resnet50")
+    if entry.spec.pretrained == "package":
+        package_weights_file(name)  # ModelError naming the package to install
+    elif entry.weights_from is not None:
+        ensure_torchvision_weights(name, entry.weights_from)
 
 
 def get_module(model: nn.Module, dotted: str) -> nn.Module:

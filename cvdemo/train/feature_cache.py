@@ -15,6 +15,7 @@ from cvdemo.config import RunConfig
 from cvdemo.data import make_loader
 from cvdemo.data.loader import TensorBatches
 from cvdemo.models.features import capture
+from cvdemo.progress import Phase
 from cvdemo.train.setup import Setup
 
 __all__ = ["can_cache_features", "head_inputs", "feature_batches"]
@@ -30,8 +31,9 @@ def can_cache_features(config: RunConfig, setup: Setup) -> bool:
 
 @torch.no_grad()
 def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
-                batch_size: int = 256) -> torch.Tensor:
-    """The frozen model's input to its head for every image, in order: float (N, D) on the device."""
+                batch_size: int = 256, meter: Phase | None = None) -> torch.Tensor:
+    """The frozen model's input to its head for every image, in order: float (N, D) on the device.
+    `meter`: told of each batch's images (the progress of the feature-cache phase)."""
     was_training = setup.model.training
     setup.model.eval()
     try:
@@ -44,16 +46,20 @@ def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dty
                 # fp32 as soon as seen (autocast may hand the head bf16), as the whole cache is kept
                 captured[done:] = [t.detach().float() for t in captured[done:]]
                 done = len(captured)
+                if meter is not None:
+                    meter.add(len(x))
     finally:
         setup.model.train(was_training)
     return torch.cat(captured)
 
 
 def feature_batches(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
-                    batch_size: int, shuffle: bool, seed: int, cache_batch: int = 256) -> TensorBatches:
+                    batch_size: int, shuffle: bool, seed: int, cache_batch: int = 256,
+                    meter: Phase | None = None) -> TensorBatches:
     """Batches of (cached head inputs, labels) shuffled per epoch like the image loader, both on the
-    device the features were computed on; the backbone runs over the images in batches of `cache_batch`."""
-    features = head_inputs(setup, images, head, amp, batch_size=cache_batch)
+    device the features were computed on; the backbone runs over the images in batches of `cache_batch`,
+    each reported to `meter`."""
+    features = head_inputs(setup, images, head, amp, batch_size=cache_batch, meter=meter)
     # the labels go where the features are: TensorBatches indexes both with one order on that device
     return TensorBatches(features, images.labels.to(features.device), batch_size=batch_size,
                          shuffle=shuffle, seed=seed)

@@ -48,6 +48,22 @@ def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
     named = group_parameters(model, get_spec(config.model.name))
     names = [n for n, _ in named]
     t, n = config.train, len(named)
+    mults, frozen = group_settings(names, config)
+    starts: list[int | None] = [1] * n
+    for i in range(frozen):
+        starts[i] = None
+    # Unfreeze the frozen groups nearest the head first, one per epoch listed.
+    for epoch, i in zip(sorted(t.unfreeze_at), range(frozen - 1, -1, -1)):
+        starts[i] = epoch
+    return [LayerGroup(name, params, m, s, frozenset(id(p) for p in params if not p.requires_grad))
+            for (name, params), m, s in zip(named, mults, starts)]
+
+
+def group_settings(names: list[str], config: RunConfig) -> tuple[list[float], int]:
+    """(learning-rate multiplier per group, how many groups from the stem start frozen) for a model whose
+    layer groups are `names` (stem first, head last); ConfigError, one sentence, for a wrong count of
+    --group-lr-mult values or a --freeze group the model lacks. Needs no model: `check_before_run` uses it."""
+    t, n = config.train, len(names)
     if t.group_lr_mult:
         if len(t.group_lr_mult) != n:
             raise ConfigError(f"{config.model.name} has {n} layer groups ({', '.join(names)}): give {n} "
@@ -57,7 +73,6 @@ def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
         mults = [t.lr_decay ** (n - 1 - i) for i in range(n)]
     else:
         mults = [1.0] * n
-
     freeze = config.model.freeze
     if freeze == "none":
         frozen = 0
@@ -70,14 +85,7 @@ def plan_groups(model: nn.Module, config: RunConfig) -> list[LayerGroup]:
         frozen = names.index(target) + 1
         if frozen == n:
             raise ConfigError(f"freezing until '{target}' would freeze the head too: nothing would train")
-    starts: list[int | None] = [1] * n
-    for i in range(frozen):
-        starts[i] = None
-    # Unfreeze the frozen groups nearest the head first, one per epoch listed.
-    for epoch, i in zip(sorted(t.unfreeze_at), range(frozen - 1, -1, -1)):
-        starts[i] = epoch
-    return [LayerGroup(name, params, m, s, frozenset(id(p) for p in params if not p.requires_grad))
-            for (name, params), m, s in zip(named, mults, starts)]
+    return mults, frozen
 
 
 def apply_freezing(groups: list[LayerGroup], epoch: int) -> None:

@@ -10,6 +10,7 @@ writer, early stopping, cancel on signal), `feature_cache` (the frozen-backbone 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import time
 import warnings
@@ -26,6 +27,7 @@ from cvdemo.data.loader import resident_device
 from cvdemo.device import amp_dtype, eval_batch_size, memory_phase, out_of_memory_message
 from cvdemo.errors import CheckpointError, CvdemoError
 from cvdemo.models import get_module
+from cvdemo.progress import listening, phase, status_listener
 from cvdemo.train import distributed
 from cvdemo.train.callbacks import CancelOnSignal, EarlyStop, EarlyStopping, RunWriter
 from cvdemo.train.feature_cache import can_cache_features, feature_batches
@@ -44,11 +46,13 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
     if can_cache_features(config, setup):
         head = get_module(setup.model, setup.spec.head)
         runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
-        with memory_phase("the frozen backbone's feature cache"):
+        total = len(setup.bundle.train) + len(setup.bundle.val)
+        with memory_phase("the frozen backbone's feature cache"), \
+                phase("features", "computing the frozen backbone's features", total) as meter:
             cached_train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed,
-                                           cache_batch=eval_batch)
+                                           cache_batch=eval_batch, meter=meter)
             cached_val = feature_batches(setup, setup.bundle.val, head, amp, eval_batch, False, t.seed,
-                                         cache_batch=eval_batch)
+                                         cache_batch=eval_batch, meter=meter)
         return head, (lambda x: x.to(setup.device, non_blocking=True)), cached_train, cached_val
     cuda = setup.device.type == "cuda"
     train_resident, val_resident = agreed_resident(config, setup)
@@ -95,6 +99,15 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
     except OSError as e:
         raise run_folder_error(run_dir, e) or e from None
     summary: dict[str, Any] = {"run": str(run_dir), "config": config.to_dict()}
+    # every long phase inside (feature cache, validation, test) is added to status.json as it goes
+    # (under torchrun the other ranks, which write no run folder, report to nobody)
+    main = distributed.is_main()
+    with listening(status_listener(run_dir) if main else None, replace=not main):
+        return _run_training(config, run_dir, callbacks, last, summary, started)
+
+
+def _run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None, last: dict[str, Any] | None,
+                  summary: dict[str, Any], started: float) -> dict[str, Any]:
     try:
         setup = build_setup(config, load_weights=last is None)
         if last is not None:  # before anything reads the weights (the feature cache does)
@@ -137,6 +150,7 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
             history = [m for m in kept if m["kind"] == "epoch"]
         trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
+                          head_only=summary["cached_features"],
                           start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
                           accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
                           amp_dtype=amp, callbacks=[*([RunWriter(run_dir, config, setup, history)]
@@ -160,6 +174,10 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
     except Diverged as e:
         state, message = "diverged", str(e)
         summary["diverged"] = {"epoch": e.epoch + 1, "step": e.step, "loss": repr(e.loss), "lr": e.lr}
+        if distributed.is_main():  # the point where it blew up ends the curve (NaN/inf as null: JSON has neither)
+            runs.append_metrics(run_dir, {"kind": "step", "step": e.step, "epoch": e.step / max(steps_per_epoch, 1),
+                                          "loss": e.loss if math.isfinite(e.loss) else None, "lr": e.lr,
+                                          "diverged": True, "time": time.time()})
     except (StopTraining, KeyboardInterrupt):
         state, message = "cancelled", "stopped on request; resume it to continue from the last finished epoch"
     except CvdemoError as e:
@@ -247,8 +265,9 @@ def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None, batch
     setup.model.load_state_dict(best["state_dict"])
     loader = make_loader(setup.bundle.test, batch_size=batch_size, shuffle=False,
                          pin_memory=setup.device.type == "cuda")
-    with memory_phase("the test pass"):
-        result = evaluate(setup.model, loader, setup.prepare, setup.device, amp)
+    with memory_phase("the test pass"), \
+            phase("test", "testing the best checkpoint", len(setup.bundle.test)) as meter:
+        result = evaluate(setup.model, loader, setup.prepare, setup.device, amp, meter=meter)
     runs.append_metrics(run_dir, {"kind": "test", "split": "test", "epoch": best["epoch"], **result,
                                   "time": time.time()})
     return result

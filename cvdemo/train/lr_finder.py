@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from cvdemo.progress import phase
+
 
 @dataclass
 class LRFindResult:
@@ -54,6 +56,7 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
     lrs, losses, raw = [], [], []
     avg, best, stopped = 0.0, math.inf, False
     model.train()
+    meter = phase("lr_find", "learning-rate finder", steps, unit="batches")
     try:
         step = 0
         while step < steps and not stopped:
@@ -69,6 +72,7 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
                 optimizer.step()
                 value = loss.item()
                 step += 1
+                meter.add(1)
                 if not math.isfinite(value):
                     stopped = True
                     break
@@ -88,6 +92,7 @@ def lr_find(model: nn.Module, optimizer: torch.optim.Optimizer, train_loader: It
     finally:
         model.load_state_dict(saved_model)
         optimizer.load_state_dict(saved_opt)
+    meter.finish()
     if len(losses) < 3:
         raise ValueError("the loss exploded within the first steps; lower start_lr")
     return LRFindResult(lrs, losses, raw, suggest(lrs, losses), lrs[losses.index(min(losses))], stopped)

@@ -13,13 +13,15 @@ import torch
 
 from cvdemo.config import RunConfig
 from cvdemo.data import compute_mean_std, load_dataset, to_model_input
+from cvdemo.data.dataset import check_source, is_builtin
 from cvdemo.device import resolve_device, tune_for_speed
 from cvdemo.errors import ConfigError
 from cvdemo.models import count_parameters, create_model, get_spec
+from cvdemo.models.registry import ensure_pretrained
 from cvdemo.train import distributed
-from cvdemo.train.groups import LayerGroup, apply_freezing, plan_groups
+from cvdemo.train.groups import LayerGroup, apply_freezing, group_settings, plan_groups
 
-__all__ = ["Setup", "model_kwargs", "load_data", "build_setup", "check_input_size"]
+__all__ = ["Setup", "model_kwargs", "load_data", "build_setup", "check_input_size", "check_before_run"]
 
 
 @dataclass
@@ -102,6 +104,21 @@ def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
     total, trainable = count_parameters(model)
     return Setup(bundle, model, spec, image_size, in_channels, tuple(mean), tuple(std), device, total, trainable,
                  groups, config.train.channels_last)
+
+
+def check_before_run(config: RunConfig) -> None:
+    """Every mistake in `config` that can be found before a run folder is made, so that none leaves a `failed`
+    run behind: an unknown model, a zip or folder that does not exist, a --freeze group or a count of
+    --group-lr-mult values the model does not have, an image size its layers cannot take, and pretrained
+    weights that cannot be had (torchvision's are downloaded here if they can be). Reads no images; a
+    torchvision data set's download and unreadable files are still found by the run itself."""
+    spec = get_spec(config.model.name)  # ModelError: unknown model, with the close names
+    if not is_builtin(config.data.source):
+        check_source(config.data.source)
+    group_settings([name for name, _ in spec.groups], config)
+    check_input_size(config, config.data.image_size or spec.input_size)
+    if config.model.pretrained:
+        ensure_pretrained(spec.name)
 
 
 def check_input_size(config: RunConfig, image_size: int) -> None:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cvdemo.device import memory_phase
+from cvdemo.progress import Phase, phase
 from cvdemo.train import distributed
 
 # Cross-entropy this large means the logits have blown up even if still finite
@@ -70,11 +71,12 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) 
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor], torch.Tensor],
-             device: torch.device, amp_dtype: torch.dtype | None = None, reduce: bool = False) -> dict[str, float]:
+             device: torch.device, amp_dtype: torch.dtype | None = None, reduce: bool = False,
+             meter: Phase | None = None) -> dict[str, float]:
     """Mean cross-entropy, top-1/2/5 accuracy and macro-F1 (fractions in [0, 1]) over (uint8 images, labels).
 
     `reduce=True` under torchrun: the loader yields this rank's share, and the sums and counts of all
-    ranks are added up before dividing (every rank gets the same result).
+    ranks are added up before dividing (every rank gets the same result). `meter`: told of each batch's images.
     """
     model = distributed.unwrap(model)  # no DDP collectives while ranks see different numbers of batches
     was_training = model.training
@@ -96,6 +98,8 @@ def evaluate(model: nn.Module, loader: Iterable, prepare: Callable[[torch.Tensor
         cells = labels * k + logits.argmax(1)
         confusion.scatter_add_(0, cells, torch.ones_like(cells))
         n += labels.numel()
+        if meter is not None:
+            meter.add(labels.numel())
     model.train(was_training)
     if reduce and distributed.active():
         k = distributed.max_int(k, device)  # a rank whose share was empty learns the class count
@@ -160,7 +164,8 @@ class Trainer:
                  prepare: Callable[[torch.Tensor], torch.Tensor], device: torch.device, epochs: int,
                  label_smoothing: float = 0.0, callbacks: Sequence[Any] = (), start_epoch: int = 0,
                  step: int = 0, seed: int = 0, mixup: float = 0.0, cutmix: float = 0.0, accumulate: int = 1,
-                 clip_grad_norm: float | None = None, amp_dtype: torch.dtype | None = None):
+                 clip_grad_norm: float | None = None, amp_dtype: torch.dtype | None = None,
+                 head_only: bool = False):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.prepare, self.device, self.epochs = prepare, device, epochs
@@ -169,6 +174,9 @@ class Trainer:
         self.epoch, self.step = start_epoch, step
         self.seed, self.mixup, self.cutmix = seed, mixup, cutmix
         self.accumulate, self.clip_grad_norm, self.amp_dtype = accumulate, clip_grad_norm, amp_dtype
+        # the model is the head alone, fed the frozen backbone's stored features: an epoch's images/s is then
+        # not the network's speed, and its record says so ("head_only")
+        self.head_only = head_only
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
         self.history: list[dict[str, Any]] = []
         # A host sync per step is free on the CPU; on a GPU it stalls the queue, so check less often
@@ -213,9 +221,11 @@ class Trainer:
                 self.emit("on_epoch_start", self.epoch)
                 record = {"kind": "epoch", "epoch": self.epoch + 1, **self.train_one_epoch()}
                 if self.val_loader is not None:
-                    with memory_phase("validation"):
+                    # reported only once it has lasted 2 s: most validations are over before anyone looks
+                    with memory_phase("validation"), phase("validation", f"validating epoch {self.epoch + 1}",
+                                                           loader_images(self.val_loader), after=2.0) as meter:
                         val = evaluate(self.model, self.val_loader, self.prepare, self.device, self.amp_dtype,
-                                       reduce=True)
+                                       reduce=True, meter=meter)
                     record.update({f"val_{k}": v for k, v in val.items() if k != "n"})
                 self.history.append(record)
                 self.epoch += 1
@@ -289,6 +299,8 @@ class Trainer:
                   "lr": lr_start, "images_per_s": seen_total / max(seconds, 1e-9), "seconds": seconds}
         if distributed.active():
             record["rank_samples"] = distributed.per_rank(seen, self.device)
+        if self.head_only:
+            record["head_only"] = True
         return record
 
 
@@ -309,6 +321,18 @@ def sampled_batch(batch: int, batches: int) -> bool:
     trainer reads the loss there (a host sync on a GPU) and the run writer records it (RunWriter.on_batch_end)."""
     every = max(1, batches // 10)
     return (batch + 1) % every == 0 or batch == batches - 1
+
+
+def loader_images(loader: Any) -> int:
+    """How many images one pass over `loader` yields (this rank's share under torchrun), without iterating."""
+    count = getattr(loader, "_count", None)  # TensorBatches (a sharded one counts its share)
+    if callable(count):
+        return int(count())
+    sampler = getattr(loader, "sampler", None)  # SampleLoader: its SeededSampler, sharded too
+    if sampler is not None and hasattr(sampler, "__len__"):
+        return len(sampler)
+    dataset = getattr(loader, "dataset", None)
+    return len(dataset) if dataset is not None else len(loader) * int(getattr(loader, "batch_size", 1) or 1)
 
 
 def set_loader_epoch(loader: Any, epoch: int) -> None:
