@@ -1,6 +1,7 @@
 """A real Streamlit server and a real headless Chromium, for end-to-end tests."""
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -73,3 +74,12 @@ def page(browser):
     p = context.new_page()
     yield p
     context.close()
+
+
+@pytest.fixture(scope="module")
+def served_run(server, digits_run):
+    """The shared digits run, copied into the server's runs folder."""
+    target = server["runs"] / digits_run.name
+    if not target.exists():
+        shutil.copytree(digits_run, target)
+    return target

@@ -1,4 +1,4 @@
-"""Screenshots the browser tests leave for a person to look at."""
+"""Screenshots the browser tests leave for a person to look at, and the waits before taking one."""
 
 from pathlib import Path
 
@@ -24,3 +24,20 @@ def screenshot(page, name: str, max_height: int = 6000) -> Path:
     finally:
         page.set_viewport_size(size)
     return path
+
+
+def heading(page, text: str, timeout: float = 60_000) -> None:
+    """Wait until the page shows an h1 starting with `text` (the page has drawn its title)."""
+    page.locator("h1", has_text=text).first.wait_for(timeout=timeout)
+
+
+def open_page(page, url: str, title: str) -> None:
+    page.goto(url)
+    heading(page, title)
+
+
+def settle(page, ms: int = 1000) -> None:
+    """Let the page finish drawing (images, charts), with no tooltip or chart toolbar in the picture."""
+    page.mouse.move(0, 0)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(ms)

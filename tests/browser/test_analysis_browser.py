@@ -3,35 +3,14 @@ embedding point and see its image, drag a box and see a gallery, explain the cat
 of each page for a person to look at."""
 
 import re
-import shutil
 
 import numpy as np
 import pytest
-from shots import screenshot
+from shots import open_page, screenshot, settle
 
 pytestmark = pytest.mark.browser
 
 IMAGENET_CATS = {"tabby", "tiger cat", "Egyptian cat", "Persian cat", "Siamese cat", "lynx"}
-
-
-def open_page(page, url: str, heading: str) -> None:
-    page.goto(url)
-    page.locator("h1", has_text=heading).first.wait_for(timeout=60_000)
-
-
-def settle(page, ms: int = 1000) -> None:
-    page.mouse.move(0, 0)  # no tooltip or chart toolbar in the picture
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(ms)
-
-
-@pytest.fixture(scope="module")
-def served_run(server, digits_run):
-    """The shared digits run, copied into the server's runs folder."""
-    target = server["runs"] / digits_run.name
-    if not target.exists():
-        shutil.copytree(digits_run, target)
-    return target
 
 
 def test_evaluate_click_a_confusion_cell_shows_its_images(server, served_run, page):

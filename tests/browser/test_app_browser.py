@@ -6,7 +6,7 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from shots import screenshot
+from shots import screenshot, settle
 
 from cvdemo import runs
 
@@ -28,12 +28,6 @@ def go(page, name: str, heading: str | None = None) -> None:
 def metric(page, label: str) -> str:
     box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").filter(has_text=label))
     return box.get_by_test_id("stMetricValue").first.inner_text(timeout=2_000).strip()
-
-
-def settle(page, ms: int = 800) -> None:
-    """Let the page finish drawing (images, charts) before a screenshot."""
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(ms)
 
 
 def test_a_page_opened_first_on_a_fresh_server_gets_the_router(server, page):

@@ -4,11 +4,10 @@ is on a log scale with a colour-blind-safe colour per run; the Embeddings box ga
 apart. Each leaves a screenshot under test-artifacts/screenshots/."""
 
 import re
-import shutil
 
 import pytest
 from helpers import recorded_run
-from shots import screenshot
+from shots import heading, screenshot, settle
 
 from cvdemo import runs
 from pages.ui.charts import RUN_COLOURS
@@ -25,16 +24,6 @@ WATCH_TRAIN = """() => {
   };
   new MutationObserver(stamp).observe(document.body, {childList: true, subtree: true, characterData: true});
 }"""
-
-
-def heading(page, text: str, timeout: float = 60_000) -> None:
-    page.locator("h1", has_text=text).first.wait_for(timeout=timeout)
-
-
-def settle(page, ms: int = 1000) -> None:
-    page.mouse.move(0, 0)  # no tooltip or chart toolbar in the picture
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(ms)
 
 
 def test_train_page_draws_its_title_before_the_form_loads_torch(server, page):
@@ -71,14 +60,6 @@ def test_start_with_bad_values_names_every_field_and_its_range(server, page):
     alert.scroll_into_view_if_needed()
     settle(page, 500)
     screenshot(page, "train-invalid-settings")
-
-
-@pytest.fixture(scope="module")
-def served_run(server, digits_run):
-    target = server["runs"] / digits_run.name
-    if not target.exists():
-        shutil.copytree(digits_run, target)
-    return target
 
 
 def test_runs_page_loss_is_readable_with_a_run_that_blew_up(server, served_run, page):

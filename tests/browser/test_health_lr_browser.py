@@ -4,22 +4,12 @@ learning rate with the suggestion marked and "Use this rate" fills the form. Scr
 test-artifacts/screenshots/."""
 
 import pytest
-from shots import screenshot
+from shots import heading, screenshot, settle
 
 from cvdemo import runs
 from cvdemo.config import RunConfig
 
 pytestmark = pytest.mark.browser
-
-
-def heading(page, text: str, timeout: float = 60_000) -> None:
-    page.locator("h1", has_text=text).first.wait_for(timeout=timeout)
-
-
-def settle(page, ms: int = 1000) -> None:
-    page.mouse.move(0, 0)  # no tooltip or chart toolbar in the picture
-    page.wait_for_load_state("networkidle")
-    page.wait_for_timeout(ms)
 
 
 def train(root, **train):

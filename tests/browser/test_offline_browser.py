@@ -2,7 +2,6 @@
 draw, asks nothing of any server but the app's own (127.0.0.1). Fonts, icons and the favicon come
 from the local server or are inline."""
 
-import shutil
 from urllib.parse import urlparse
 
 import pytest
@@ -15,14 +14,6 @@ LOCAL = {"127.0.0.1", "localhost"}
 PAGES = {"Home": ("image classification playground", ""), "Data": ("Data", "data"), "Model": ("Model", "model"),
          "Train": ("Train", "train"), "Evaluate": ("Evaluate", "evaluate"), "Embeddings": ("Embeddings", "embeddings"),
          "Explain": ("Explain", "explain"), "Runs": ("Runs", "compare"), "Classify": ("Classify", "classify")}
-
-
-@pytest.fixture(scope="module")
-def served_run(server, digits_run):
-    target = server["runs"] / digits_run.name
-    if not target.exists():
-        shutil.copytree(digits_run, target)
-    return target
 
 
 @pytest.fixture
