@@ -218,21 +218,26 @@ def embedding_plot(embedding: Embedding, path: str | Path) -> Path:
 
 def explain_grid_plot(image: Image.Image, explanations: list[Explanation], class_name: str, path: str | Path,
                       alpha: float = 0.5) -> Path:
-    """The image the model saw, then one overlay per method, side by side, with each method's time."""
-    plt = _pyplot()
-    from cvdemo.explain import overlay
+    """The image the model saw, then one overlay per method in catalogue order (grouped by family), read
+    left to right, each labelled with its family, method and time; a wide grid (about 1.6 columns per row)."""
+    import math
 
-    n = len(explanations) + 1
-    cols = min(n, 5)
+    plt = _pyplot()
+    from cvdemo.explain import BY_NAME, METHODS, overlay
+
+    ordered = sorted(explanations, key=lambda e: METHODS.index(e.method) if e.method in METHODS else len(METHODS))
+    n = len(ordered) + 1
+    cols = min(n, max(1, math.ceil(math.sqrt(1.6 * n))))
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols, 3.0 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     axes.flat[0].imshow(image)
     axes.flat[0].set_title("input", fontsize=10)
-    for ax, e in zip(axes.flat[1:], explanations):
+    for ax, e in zip(axes.flat[1:], ordered):
+        family = BY_NAME[e.method].family if e.method in BY_NAME else "other"
         ax.imshow(overlay(image, e.map, alpha=alpha))
-        ax.set_title(f"{e.method.replace('_', ' ')}\n{e.seconds:.2f} s", fontsize=10)
+        ax.set_title(f"{family}: {e.method.replace('_', ' ')}\n{e.seconds:.2f} s", fontsize=9)
     prob = explanations[0].target_prob if explanations else float("nan")
     fig.suptitle(f"Why '{class_name}' (p = {prob:.1%})? Red = more evidence for it", fontsize=12)
     return save(fig, path)

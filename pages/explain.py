@@ -12,7 +12,7 @@ from cvdemo import limits, uploads
 from cvdemo.config import RunConfig
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
-from cvdemo.explain import METHODS, model_view, overlay
+from cvdemo.explain import BY_NAME, FAMILY_NOTES, METHODS, by_family, estimate_seconds, model_view, overlay
 from cvdemo.plots import display_size
 from cvdemo.run_list import run_label, runs_with_weights
 from pages.ui import cached, charts, state, widgets
@@ -20,11 +20,21 @@ from pages.ui import cached, charts, state, widgets
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "Saliency", "integrated_gradients": "Integrated gradients",
                 "smoothgrad": "SmoothGrad", "occlusion": "Occlusion", "guided_backprop": "Guided backprop",
-                "guided_gradcam": "Guided Grad-CAM", "cam": "CAM"}
-METHOD_HELP = ("Grad-CAM and CAM: which regions of the last feature map weigh for the class (coarse, fast). "
-               "Saliency, guided backprop, SmoothGrad: which pixels the score is most sensitive to (sharp, noisy). "
-               "Integrated gradients: each pixel's share of the score from a black image to this one. "
-               "Occlusion: how much the probability drops when a patch is hidden (slow, honest).")
+                "guided_gradcam": "Guided Grad-CAM", "cam": "CAM", "input_x_gradient": "Input × gradient",
+                "deeplift": "DeepLIFT", "deeplift_shap": "DeepLIFT SHAP", "gradient_shap": "Gradient SHAP",
+                "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad", "deconvolution": "Deconvolution",
+                "gradcam_pp": "Grad-CAM++", "xgradcam": "XGrad-CAM", "eigencam": "Eigen-CAM", "layercam": "LayerCAM",
+                "hirescam": "HiResCAM", "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM", "fullgrad": "FullGrad",
+                "feature_ablation": "Superpixel ablation", "shapley": "Shapley (superpixels)", "lrp": "LRP"}
+METHOD_HELP = " ".join(f"{family}: {note}." for family, note in FAMILY_NOTES.items())
+SLOW_SECONDS = 10.0  # warn before a method expected to take longer than this
+
+
+def method_label(name: str) -> str:
+    """'CAM · Grad-CAM++': the family first, so the list reads grouped by family."""
+    return f"{BY_NAME[name].family} · {METHOD_NAMES.get(name, name)}"
+
+
 ANSWER = "answer"  # the target selector's first option: whatever class the network predicts
 VERDICT_BADGES = {"better": ":green-badge[beats random maps]", "mixed": ":orange-badge[beats random on one check]",
                   "worse": ":red-badge[no better than random]"}
@@ -103,16 +113,31 @@ with settings_col:
                           format_func=lambda c: f"the network's answer ({guesses[0]['class']})" if c == ANSWER
                           else classes[c], help="why the network would say this class (type to search)")
     target = None if choice == ANSWER else int(choice)
-    methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "saliency"], format_func=METHOD_NAMES.get,
+    methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "saliency"], format_func=method_label,
                              key=state.KEY_EXPLAIN_METHODS, help=METHOD_HELP)
+    with st.expander("What each method shows"):
+        st.markdown("\n".join(f"- **{family}** ({FAMILY_NOTES[family]}): " + "; ".join(
+            f"*{METHOD_NAMES.get(m.name, m.name)}* — {m.shows}" for m in members)
+            for family, members in by_family().items()))
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key=state.KEY_EXPLAIN_ALPHA)
     st.caption("Red = strong evidence for the class, blue = none. Under each map, two checks against random "
                "maps just as smooth: **deletion**, the class's average probability while the hottest pixels are "
                "greyed out first (lower is better), and **insertion**, while they are copied into a blurred copy "
-               "first (higher is better). Deletion alone can mislead when the object fills the photo.")
+               "first (higher is better). Deletion alone can mislead when the object fills the photo. "
+               "**Infidelity** (how badly the map predicts the network's change under slight noise) and "
+               "**sensitivity** (how much the map itself changes when the photo barely does) are better "
+               "when lower; **ROAD** (how much more removing the hottest pixels hurts than removing the "
+               "coldest) is better when higher.")
 
 if not methods:
     st.info("Pick one or more methods to see their heat maps.", icon=":material/layers:")
+device = next(classifier.model.parameters()).device
+for method in [m for m in methods if BY_NAME[m].cost == "slow"]:
+    if device.type == "cpu":
+        seconds = estimate_seconds(classifier.model, classifier.to_input(image), method)
+        if seconds > SLOW_SECONDS:
+            st.warning(f"{METHOD_NAMES[method]} runs about {BY_NAME[method].cost} on a CPU: roughly "
+                       f"{seconds:.0f} s for this network and image.", icon=":material/hourglass:")
 per_row = max(3, min(4, len(methods)))  # big enough to see on a projector, four at most side by side
 for row in range(0, len(methods), per_row):
     for col, method in zip(st.columns(per_row, gap="medium"), methods[row:row + per_row]):
@@ -130,7 +155,30 @@ for row in range(0, len(methods), per_row):
             st.markdown(f"**{METHOD_NAMES[method]}** · {classes[exp.target]} ({exp.target_prob:.0%}) · "
                         f"{exp.seconds:.1f} s {VERDICT_BADGES[f.verdict()]}  \n"
                         f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f} · "
-                        f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}")
+                        f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}  \n"
+                        + " · ".join(f"{name} {value:.3g}" for name, value in (
+                            ("infidelity", f.infidelity), ("sensitivity", f.sensitivity), ("ROAD", f.road))
+                            if value is not None))
+
+if methods:
+    st.subheader("Sanity check: does the map depend on what the network learned?")
+    st.caption("The same method on the same network with random weights (Adebayo et al. 2018). A map that "
+               "barely changes (rank correlation near 1) shows the image's edges, not the network's reasons.")
+    check_method = st.selectbox("Method to check", methods, format_func=method_label, key=state.KEY_EXPLAIN_SANITY)
+    try:
+        with st.spinner("Explaining with random weights…"):
+            check = cached.randomization(classifier, key, image, check_method, target, arch)
+        trained_col, random_col = st.columns(2, gap="medium")
+        trained_col.image(overlay(view, check["trained"].map, alpha=alpha), width="stretch",
+                          caption="trained network")
+        random_col.image(overlay(view, check["randomized"].map, alpha=alpha), width="stretch",
+                         caption="same network, random weights")
+        rho = check["spearman"]
+        st.markdown(f"Rank correlation (Spearman) **{rho:.2f}**: " + (
+            "the map hardly depends on the learned weights." if rho > 0.5 else
+            "the map depends on what the network learned." if rho == rho else "undefined (a constant map)."))
+    except Exception as e:  # noqa: BLE001
+        widgets.show_failure(e, "the sanity check")
 
 st.subheader("Filters and feature maps")
 st.caption("The first layer's filters are the patterns the network looks for directly in the pixels. A feature "

@@ -133,7 +133,7 @@ def digit_png(run_dir: Path, index: int = 0) -> tuple[bytes, int]:
 
 def test_explain_an_uploaded_image_with_a_run(finished_run):
     from cvdemo.data import decode_image
-    from cvdemo.explain import explain_image, faithfulness
+    from cvdemo.explain import explain_image, faithfulness, randomization_check
     from cvdemo.predict import Classifier
 
     at = on_page("pages/explain.py")
@@ -152,11 +152,15 @@ def test_explain_an_uploaded_image_with_a_run(finished_run):
     notes = [m.value for m in at.markdown if m.value.startswith("**Grad-CAM**")]
     assert len(notes) == 1 and f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f}" in notes[0]
     assert f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}" in notes[0]
-    # the picture, Grad-CAM and saliency overlays, the first-layer filters, the feature maps
-    assert len(galleries(at)) == 5
+    assert f"infidelity {f.infidelity:.3g} · sensitivity {f.sensitivity:.3g} · ROAD {f.road:.3g}" in notes[0]
+    # the picture, Grad-CAM and saliency overlays, the sanity check's trained and random-weight maps,
+    # the first-layer filters, the feature maps
+    assert len(galleries(at)) == 7
+    check = randomization_check(clf.model, clf.to_input(image), "gradcam", **exp.options)
+    assert any(m.value.startswith(f"Rank correlation (Spearman) **{check['spearman']:.2f}**") for m in at.markdown)
 
     at.slider(key=state.KEY_EXPLAIN_ALPHA).set_value(0.9).run()   # re-blends the cached maps
-    assert not at.exception and len(galleries(at)) == 5
+    assert not at.exception and len(galleries(at)) == 7
 
 
 def test_explain_a_picked_test_image_and_a_broken_upload(finished_run):

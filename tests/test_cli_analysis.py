@@ -53,7 +53,8 @@ def test_explain_a_digit_with_gradcam_and_every_method(digits_run, tmp_path):
     Image.fromarray((np.kron(np.eye(8), np.ones((4, 4))) * 255).astype(np.uint8)).save(digit)
     one = last_json(cvdemo("explain", str(digits_run), str(digit), "--method", "gradcam",
                            "--out", str(tmp_path / "overlay.png"), "--json"))
-    assert {"method", "target", "prob", "seconds", "out", "deletion_auc"} <= set(one)
+    assert {"method", "target", "prob", "seconds", "out", "deletion_auc", "infidelity", "sensitivity", "road"} <= set(one)
+    assert all(np.isfinite(one[k]) for k in ("infidelity", "sensitivity", "road"))
     assert one["method"] == "gradcam" and 0 <= one["target"] < 10 and 0 < one["prob"] <= 1
     opens_as_png(tmp_path / "overlay.png")
     grid = last_json(cvdemo("explain", str(digits_run), str(digit), "--method", "all", "--target", "3",

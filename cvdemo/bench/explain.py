@@ -60,8 +60,9 @@ def explain_vs_captum(model: nn.Module, x: torch.Tensor, *, layer: str, n_steps:
     model with frozen parameters (its fastest case) and the target; `explain` finds the predicted class
     itself. `difference` is max |ours - Captum| /
     max |Captum| of the two maps reduced to ours' form (None for SmoothGrad: the noise draws differ).
-    Captum's guided backpropagation rectifies nn.ReLU modules only, ours every activation module, so
-    on a ReLU6 network (EfficientNet-Lite0) the guided maps differ by design.
+    `explain` dispatches to these same Captum classes; on a ReLU6 network (EfficientNet-Lite0) it first
+    swaps each ReLU6 for a ReLU + clamp on a copy (`cvdemo.explain.activations`) so that Captum's guided
+    rule applies there too; Captum's side gets that swapped model, made once outside the timing.
     """
     import warnings
 
@@ -77,6 +78,7 @@ def explain_vs_captum(model: nn.Module, x: torch.Tensor, *, layer: str, n_steps:
     )
 
     from cvdemo.explain import default_batch, explain
+    from cvdemo.explain.activations import captum_ready
 
     model.eval()
     with torch.no_grad():
@@ -88,6 +90,10 @@ def explain_vs_captum(model: nn.Module, x: torch.Tensor, *, layer: str, n_steps:
     step = stride or max(1, win // 2)
     sigma = stdev * float(x.max() - x.min())  # ours' stdev is a fraction of the input range, Captum's absolute
     module = model.get_submodule(layer)
+    # The guided methods get the activation swap `explain` makes (ReLU6 -> ReLU + clamp, on a copy), made
+    # once here: the same maps, and the ratio shows what making it on every call costs.
+    guided_model = captum_ready(model, "guided")
+    guided_module = guided_model.get_submodule(layer)
 
     def probabilities(z: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model(z), dim=1)
@@ -111,11 +117,11 @@ def explain_vs_captum(model: nn.Module, x: torch.Tensor, *, layer: str, n_steps:
                 x, sliding_window_shapes=(c, win, win), strides=(c, step, step), baselines=0.0, target=target,
                 perturbations_per_eval=occlusion_batch)[0, 0]),
         "guided_backprop": ("GuidedBackprop", {},
-                            lambda: GuidedBackprop(model).attribute(x, target=target).abs().amax(1)[0]),
+                            lambda: GuidedBackprop(guided_model).attribute(x, target=target).abs().amax(1)[0]),
         "gradcam": ("LayerGradCam", {"layer": layer}, lambda: LayerAttribution.interpolate(
             LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True), (h, w),
             "bilinear")[0, 0]),
-        "guided_gradcam": ("GuidedGradCam", {"layer": layer}, lambda: GuidedGradCam(model, module).attribute(
+        "guided_gradcam": ("GuidedGradCam", {"layer": layer}, lambda: GuidedGradCam(guided_model, guided_module).attribute(
             x, target=target, interpolate_mode="bilinear").abs().amax(1)[0]),
     }
     results: dict[str, dict[str, Any]] = {}

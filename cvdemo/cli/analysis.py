@@ -58,21 +58,23 @@ def add_parsers(subparsers: Subparsers) -> None:
     p.set_defaults(func=cmd_embed)
 
     p = command(subparsers, "explain", "an attribution heat map of why a model predicted a class for an image")
-    p.add_argument("items", nargs="+", metavar="RUN_OR_IMAGE", help="RUN IMAGE or, with --model, IMAGE")
+    p.add_argument("items", nargs="*", metavar="RUN_OR_IMAGE", help="RUN IMAGE or, with --model, IMAGE")
+    p.add_argument("--list", action="store_true", help="print the method catalogue and exit")
     p.add_argument("--model", help="a pretrained network instead of a run (e.g. efficientnet_lite0)")
     p.add_argument("--pretrained", action="store_true")
-    p.add_argument("--method", required=True,
-                   help="saliency, integrated_gradients, smoothgrad, occlusion, guided_backprop, gradcam, "
-                        "guided_gradcam, cam, or all (a grid of every method)")
+    p.add_argument("--method", help="a method of the catalogue (see --list), or all (a grid of every method, "
+                                    "one row per family)")
     p.add_argument("--target", help="class name or index to explain (default: the predicted class)")
-    p.add_argument("--out", required=True, help="PNG: the overlay, or the grid for --method all")
+    p.add_argument("--out", help="PNG: the overlay, or the grid for --method all")
     p.add_argument("--alpha", type=float, default=0.5, help="heat-map opacity, 0 to 1")
     p.add_argument("--layer", help="Grad-CAM layer (default: the architecture's last feature map)")
     p.add_argument("--steps", type=int, help="integrated gradients: interpolation steps (default 32)")
-    p.add_argument("--samples", type=int, help="smoothgrad: noisy copies (default 16)")
-    p.add_argument("--base", help="smoothgrad: the method to smooth (default saliency)")
+    p.add_argument("--samples", type=int, help="noise methods, gradient_shap, shapley: samples")
+    p.add_argument("--base", help="smoothgrad, smoothgrad_sq, vargrad: the method to smooth (default saliency)")
+    p.add_argument("--baseline", help="reference methods: black, blurred, noise or a number (default 0)")
     p.add_argument("--window", type=int, help="occlusion: square side in pixels (default side/7)")
-    p.add_argument("--no-faithfulness", action="store_true", help="skip the deletion score")
+    p.add_argument("--no-faithfulness", action="store_true",
+                   help="skip the deletion, infidelity, sensitivity and ROAD scores")
     p.add_argument("--insertion", action="store_true", help="also the insertion score (more forward passes)")
     p.add_argument("--sanity", action="store_true",
                    help="also run the model-randomisation check (Spearman correlation with a random-weight copy)")
@@ -186,13 +188,31 @@ def resolve_target(text: str | None, classes: list[str]) -> int | None:
 def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The command-line flags that apply to one method, as `explain` options."""
     from cvdemo.explain import accepted_options as _accepted
+    from cvdemo.explain.catalogue import NOISE_TYPES
 
     accepted = set(_accepted(method))
-    if method == "smoothgrad":
+    if method in NOISE_TYPES:
         accepted |= set(_accepted(args.base or "saliency"))
+    baseline: str | float | None = getattr(args, "baseline", None)
+    try:
+        baseline = float(baseline) if baseline is not None else None
+    except ValueError:
+        pass
     flags = {"layer": args.layer, "n_steps": args.steps, "n_samples": args.samples, "base": args.base,
-             "window": args.window}
+             "window": args.window, "baseline": baseline}
     return {k: v for k, v in flags.items() if v is not None and k in accepted}
+
+
+def print_catalogue() -> int:
+    """`cvdemo explain --list`: the method catalogue, one line per method, grouped by family."""
+    from cvdemo.explain import FAMILY_NOTES, by_family
+
+    for family, methods in by_family().items():
+        print(f"{family}: {FAMILY_NOTES[family]}")
+        for m in methods:
+            needs = ", ".join(w for w, yes in (("baseline", m.baseline), ("conv layer", m.conv_layer)) if yes)
+            print(f"  {m.name:<21} {m.library}.{m.library_class:<21} {m.cost:<6} {needs or '-':<20} {m.shows}")
+    return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -200,6 +220,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from cvdemo.explain import METHODS, explain_image, faithfulness, model_view, overlay, randomization_check
     from cvdemo.predict import read_image_file
 
+    if args.list:
+        return print_catalogue()
+    if not args.method or not args.out or not args.items:
+        raise ConfigError("explain needs RUN IMAGE (or --model M IMAGE), --method and --out; --list shows the methods")
     if args.method != "all" and args.method not in METHODS:
         raise ConfigError(f"unknown explanation method {args.method!r}: choose one of {', '.join(METHODS)} or all")
     if not 0.0 <= args.alpha <= 1.0:
@@ -223,11 +247,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
             continue
         row: dict[str, Any] = {"method": method, "seconds": round(exp.seconds, 4)}
         if not args.no_faithfulness:
-            f = faithfulness(clf.model, x, exp, insertion=args.insertion,
-                             random_maps=1 if args.method == "all" else 2)
+            light = {"random_maps": 1, "infidelity_samples": 4, "sensitivity_samples": 2, "road_percentiles": (30, 70)}
+            f = faithfulness(clf.model, x, exp, insertion=args.insertion,  # every method: lighter checks
+                             **(light if args.method == "all" else {"random_maps": 2}))
             row.update(deletion_auc=f.deletion_auc, deletion_random_auc=f.deletion_random_auc)
             if f.insertion_auc is not None:
                 row.update(insertion_auc=f.insertion_auc, insertion_random_auc=f.insertion_random_auc)
+            row.update({k: v for k, v in (("infidelity", f.infidelity), ("sensitivity", f.sensitivity),
+                                          ("road", f.road)) if v is not None})
         if args.sanity:
             row["randomization_spearman"] = randomization_check(clf.model, x, method, exp.target,
                                                                 **method_options(args, method))["spearman"]
@@ -253,8 +280,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for _, r in results:
         extra = (f", deletion AUC {r['deletion_auc']:.3f} (random maps {r['deletion_random_auc']:.3f}; lower is better)"
                  if "deletion_auc" in r else "")
+        extra += "".join(f", {name} {r[key]:.3g}" for key, name in (("infidelity", "infidelity"),
+                                                                    ("sensitivity", "sensitivity"), ("road", "ROAD"))
+                         if key in r)
         lines.append(f"  {r['method']:<21} {r['seconds']:.2f} s{extra}")
     lines += [f"  {m:<21} skipped: {why}" for m, why in skipped.items()]
+    if any("infidelity" in r or "road" in r for _, r in results):
+        lines.append("  infidelity (the map's miss at predicting the class's change under slight noise) and "
+                     "sensitivity (how much the map moves when the image barely does): lower is better; "
+                     "ROAD (removing the hottest pixels hurts more than removing the coldest): higher is better")
     lines.append(f"picture: {out}")
     emit(args, payload, "\n".join(lines))
     return 0
@@ -269,8 +303,14 @@ def cmd_filters(args: argparse.Namespace) -> int:
 
     if (args.image is None) != (args.maps_out is None):
         raise ConfigError("--image and --maps-out go together: the feature maps of that image are drawn to that file")
+    if args.run and args.model:
+        raise ConfigError(f"give a run ({args.run}) or --model {args.model} --pretrained, not both: the filters "
+                          "drawn are one network's")
+    if not args.run and not args.model:
+        raise ConfigError("say whose filters to draw: a run folder or run id (see `cvdemo runs`), or "
+                          "--model NAME --pretrained")
     items = [args.run] if args.run else []
-    clf, arch, _ = load_classifier(items, args.model, args.pretrained, 0, "no image (use --image)")
+    clf, arch, _ = load_classifier(items, args.model, args.pretrained, 0, "no image")
     layer, weights = first_layer_filters(clf.model)
     out = plots.filters_plot(weights, args.out, f"{arch}: the {len(weights)} filters of its first layer "
                                                 f"'{layer}' ({'x'.join(map(str, weights.shape[1:]))})")

@@ -1,7 +1,9 @@
-"""Class activation maps: Grad-CAM, guided Grad-CAM and classic CAM, and the layer they read.
+"""Classic CAM (Zhou et al. 2016), ours: neither Captum nor pytorch-grad-cam has it (both start from
+gradients or perturbations; CAM reads the linear head's weights over a globally pooled feature map).
 
-Same calling convention as `cvdemo.explain.gradients`: (session, xb (B, C, H, W), target) -> (B, H, W),
-every map upsampled (bilinear) to the input's size.
+Same calling convention as `cvdemo.explain.captum_methods`: (session, xb (B, C, H, W), target) -> (B, H, W),
+upsampled (bilinear) to the input's size. Grad-CAM and the rest of the family live in `captum_methods`
+(LayerGradCam, GuidedGradCam) and `cam_library` (pytorch-grad-cam).
 """
 
 from __future__ import annotations
@@ -13,84 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cvdemo.errors import ModelError
-from cvdemo.explain.gradients import guided, input_gradients
-from cvdemo.explain.session import Session, default_batch
-from cvdemo.models import module_paths
+from cvdemo.explain.captum_methods import find_cam_layer
+from cvdemo.explain.session import Session
 from cvdemo.models.features import last_linear, layer_module
 
-
-def find_cam_layer(model: nn.Module) -> str:
-    """Dotted path of the last nn.Conv2d in module order: a spatial feature map for any CNN."""
-    names = module_paths(model, nn.Conv2d)
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no feature map; "
-                         "name one with layer=")
-    return names[-1]
-
-
-def _layer(model: nn.Module, layer: str | nn.Module | None) -> nn.Module:
-    if isinstance(layer, nn.Module):
-        return layer
-    return layer_module(model, layer if layer is not None else find_cam_layer(model))
-
-
-def gradcam_maps(session: Session, xb: torch.Tensor, target: int | None, layer: str | nn.Module | None,
-                 chunk: int) -> torch.Tensor:
-    """ReLU(sum_k mean(d logit / d A_k) * A_k) at `layer`, upsampled (bilinear) to the input size.
-
-    Only gradients with respect to A are needed, so the autograd graph starts at the layer: nothing
-    upstream requires gradients (the parameters are frozen, the input is not tracked) and the hook
-    hands the rest of the network a tracked copy of A. The copy, not A itself, meets any in-place
-    operation downstream, so A keeps the layer's output values.
-    """
-    module = _layer(session.model, layer)
-    seen: list[torch.Tensor] = []
-    size = xb.shape[-2:]
-    out = []
-
-    def track(m: nn.Module, a: Any, o: Any) -> Any:
-        acts = o[0] if isinstance(o, tuple) else o
-        if not isinstance(acts, torch.Tensor):
-            return None
-        if not acts.requires_grad:
-            acts = acts.detach().requires_grad_(True)
-        seen.append(acts)
-        flowing = acts.clone()
-        return (flowing, *o[1:]) if isinstance(o, tuple) else flowing
-
-    with session.hooks([module.register_forward_hook(track)]):
-        for lo in range(0, len(xb), chunk):
-            seen.clear()
-            logits = session.model(xb[lo:lo + chunk].detach())
-            score = logits[:, session.resolve(logits, target)].sum()
-            if not seen:
-                raise ModelError(f"layer '{layer}' is not used in the forward pass; choose another layer")
-            acts = seen[-1]
-            if acts.dim() != 4:
-                raise ModelError(f"layer '{layer}' gives {tuple(acts.shape)} output, not a spatial feature map; "
-                                 "choose a convolutional layer")
-            (grads,) = torch.autograd.grad(score, acts)
-            weights = grads.mean(dim=(2, 3), keepdim=True)
-            cam = F.relu((weights * acts).sum(dim=1, keepdim=True))
-            out.append(F.interpolate(cam.detach(), size=size, mode="bilinear", align_corners=False)[:, 0])
-    return torch.cat(out)
-
-
-def gradcam(session: Session, xb: torch.Tensor, target: int | None, layer: str | nn.Module | None = None,
-            internal_batch_size: int | None = None) -> torch.Tensor:
-    """Grad-CAM (Selvaraju et al. 2017) at `layer` (dotted path; default the last Conv2d)."""
-    return gradcam_maps(session, xb, target, layer, internal_batch_size or default_batch(xb.device))
-
-
-def guided_gradcam(session: Session, xb: torch.Tensor, target: int | None,
-                   layer: str | nn.Module | None = None, internal_batch_size: int | None = None) -> torch.Tensor:
-    """Guided backpropagation times Grad-CAM: fine detail inside the class's region."""
-    internal_batch_size = internal_batch_size or default_batch(xb.device)
-    cam = gradcam_maps(session, xb, target, layer, internal_batch_size)
-    with guided(session):
-        guided_maps = input_gradients(session, xb, session.target if target is None else target,
-                                      internal_batch_size).abs().amax(dim=1)
-    return guided_maps * cam
+__all__ = ["cam", "find_cam_layer"]
 
 
 def cam(session: Session, xb: torch.Tensor, target: int | None, head: str | None = None) -> torch.Tensor:

@@ -103,10 +103,3 @@ def check_image(image: object, model: nn.Module) -> torch.Tensor:
     device = param.device if param is not None else x.device
     return x.detach().to(device=device, dtype=torch.float32)
 
-
-def baseline_like(baseline: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The reference input of x's shape: a constant, or a tensor of x's size (or broadcastable to it)."""
-    if isinstance(baseline, torch.Tensor):
-        b = baseline.to(x.device, x.dtype)
-        return b.reshape(x.shape) if b.numel() == x.numel() else b.expand_as(x)
-    return torch.full_like(x, float(baseline))

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cvdemo.explain.catalogue import NOISE_TYPES
 from cvdemo.explain.drawing import unit_heat
-from cvdemo.explain.methods import FIRST_PASS_CLEAN, check_options, method_function
+from cvdemo.explain.methods import FIRST_PASS_CLEAN, accepted_options, check_options, method_function
 from cvdemo.explain.session import check_image, explaining
 from cvdemo.models import get_spec
 
@@ -65,14 +66,14 @@ def explain_image(classifier: Classifier, image: Image.Image, method: str, targe
                   arch: str | None = None, **options: Any) -> Explanation:
     """`explain` on a PIL image through a `cvdemo.predict.Classifier` (crop, resize, normalise as it does).
 
-    With `arch` (the registry name), Grad-CAM uses the architecture's registered feature layer
-    and CAM its registered head unless `layer=` / `head=` say otherwise.
+    With `arch` (the registry name), every method with a `layer` option (the CAM family, guided Grad-CAM,
+    a noise method over one) uses the architecture's registered feature layer, and CAM its registered
+    head, unless `layer=` / `head=` say otherwise.
     """
     if arch:
         spec = get_spec(arch)
-        if method in ("gradcam", "guided_gradcam") and "layer" not in options:
-            options["layer"] = spec.cam_layer
-        if method == "smoothgrad" and options.get("base") in ("gradcam", "guided_gradcam") and "layer" not in options:
+        base = options.get("base") if method in NOISE_TYPES else None
+        if "layer" in accepted_options(base or method) and "layer" not in options:
             options["layer"] = spec.cam_layer
         if method == "cam" and "head" not in options:
             options["head"] = spec.head

@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # the real modules load inside the functions (torch), not wit
 
 PRETRAINED = "pretrained:efficientnet_lite0"  # the Classify/Explain source that is not a run folder
 # The Explain page's deletion and insertion checks: 10 steps and 2 random maps keep them to ~60 forward
-# passes a map on a laptop.
+# passes a map on a laptop. Infidelity, sensitivity and ROAD at the core's defaults add ~20 forward passes
+# and 3 more runs of the method.
 FAITHFULNESS = {"steps": 10, "insertion": True, "random_maps": 2}
 
 
@@ -132,13 +133,26 @@ def model_lock() -> threading.Lock:
 @st.cache_data(max_entries=64, show_spinner=False)
 def explanation(_classifier: Classifier, key: tuple, _image: Image.Image, method: str, target: int | None, arch: str) -> dict:
     """A method's map for one image (`key`: network, checkpoint time, image digest name the inputs) and
-    its deletion and insertion scores against random maps as smooth as it (cvdemo.explain.faithfulness)."""
+    its deletion and insertion scores against random maps as smooth as it, infidelity, sensitivity and ROAD
+    (cvdemo.explain.faithfulness)."""
     from cvdemo.explain import explain_image, faithfulness
 
     with model_lock():
         exp = explain_image(_classifier, _image, method, target, arch=arch)
         f = faithfulness(_classifier.model, _classifier.to_input(_image), exp, **FAITHFULNESS)
     return {"explanation": exp, "faithfulness": f}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def randomization(_classifier: Classifier, key: tuple, _image: Image.Image, method: str, target: int | None,
+                  arch: str) -> dict:
+    """The model-randomisation check of one method on one image (cvdemo.explain.randomization_check):
+    {"spearman", "trained", "randomized"}; the layer and head are the architecture's (as `explanation`)."""
+    from cvdemo.explain import explain_image, randomization_check
+
+    with model_lock():
+        options = explain_image(_classifier, _image, method, target, arch=arch).options
+        return dict(randomization_check(_classifier.model, _classifier.to_input(_image), method, target, **options))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

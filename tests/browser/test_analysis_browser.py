@@ -67,6 +67,7 @@ def test_explain_the_cat_photo_with_the_imagenet_network(server, page, cat_png):
             .first.wait_for(timeout=240_000)
     page.get_by_text("filters of '_conv_stem'").wait_for(timeout=60_000)
     page.get_by_text("maps of '_conv_stem'").wait_for(timeout=60_000)
-    assert page.get_by_test_id("stImage").count() == 5   # the photo, two overlays, the filters, the feature maps
+    # the photo, two overlays, the sanity check's trained and random-weight maps, the filters, the feature maps
+    assert page.get_by_test_id("stImage").count() == 7
     settle(page, 1500)
     screenshot(page, "explain")
