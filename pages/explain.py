@@ -126,8 +126,8 @@ with settings_col:
                "first (higher is better). Deletion alone can mislead when the object fills the photo. "
                "**Infidelity** (how badly the map predicts the network's change under slight noise) and "
                "**sensitivity** (how much the map itself changes when the photo barely does) are better "
-               "when lower; **ROAD** (how much more removing the hottest pixels hurts than removing the "
-               "coldest) is better when higher.")
+               "when lower. `cvdemo explain` adds **ROAD** (slower: how much more removing the hottest pixels "
+               "hurts than removing the coldest; higher is better).")
 
 if not methods:
     st.info("Pick one or more methods to see their heat maps.", icon=":material/layers:")

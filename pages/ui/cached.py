@@ -28,10 +28,11 @@ if TYPE_CHECKING:  # the real modules load inside the functions (torch), not wit
     from cvdemo.predict import Classifier
 
 PRETRAINED = "pretrained:efficientnet_lite0"  # the Classify/Explain source that is not a run folder
-# The Explain page's deletion and insertion checks: 10 steps and 2 random maps keep them to ~60 forward
-# passes a map on a laptop. Infidelity, sensitivity and ROAD at the core's defaults add ~20 forward passes
-# and 3 more runs of the method.
-FAITHFULNESS = {"steps": 10, "insertion": True, "random_maps": 2}
+# The Explain page's checks per map: deletion and insertion at 10 steps with 2 random maps (~60 forward
+# passes), Captum's infidelity and sensitivity (~8 passes and 3 more runs of the method). ROAD is left to
+# `cvdemo explain`: on a laptop CPU it adds ~2.5 s a map (measured on EfficientNet-Lite0 at 224 px), so
+# eight methods would wait 20 s longer for it.
+FAITHFULNESS = {"steps": 10, "insertion": True, "random_maps": 2, "road_percentiles": ()}
 
 
 def checkpoint_stamp(run_dir: Path | str) -> float:
