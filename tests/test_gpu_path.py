@@ -43,7 +43,7 @@ def test_tensor_batches_keep_labels_on_the_features_device():
 def test_feature_batches_move_the_labels_with_the_features(monkeypatch):
     seen = {}
 
-    def head_inputs(setup, images, head, amp, batch_size=256):
+    def head_inputs(setup, images, head, amp, batch_size=256, meter=None):
         seen["cache_batch"] = batch_size
         return torch.empty(len(images.labels), 8, device="meta")
 
@@ -122,7 +122,7 @@ def test_feature_cache_uses_the_eval_batch(tmp_path, monkeypatch):
     cached = []
     real = feature_cache.head_inputs
 
-    def spy(setup, images, head, amp, batch_size=256):
+    def spy(setup, images, head, amp, batch_size=256, meter=None):
         cached.append(batch_size)
         return real(setup, images, head, amp, batch_size)
 
