@@ -175,3 +175,32 @@ def test_baselines_black_blurred_noise(net):
         assert np.isfinite(exp.map).all()
     with pytest.raises(ConfigError, match="baseline must be"):
         ex.explain(model, x, "deeplift", baseline="grey")
+
+
+class KeywordBlockNet(nn.Module):
+    """A block called with a keyword argument, as EfficientNet-Lite calls its blocks."""
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+        def forward(self, x, scale=1.0):
+            return torch.relu(self.conv(x)) * scale
+
+    def __init__(self):
+        super().__init__()
+        self.block = self.Block()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x, scale=1.0).mean((2, 3)))
+
+
+def test_ablation_cam_on_a_block_called_with_keywords_is_one_sentence():
+    torch.manual_seed(0)
+    model = KeywordBlockNet().eval()
+    with pytest.raises(ModelError, match="Ablation-CAM cannot ablate block: the network calls it with more than one"):
+        ex.explain(model, torch.randn(1, 3, 16, 16), "ablationcam", layer="block")
+    assert hooks_left(model) == []
+    assert ex.explain(model, torch.randn(1, 3, 16, 16), "ablationcam", layer="block.conv").map.shape == (16, 16)

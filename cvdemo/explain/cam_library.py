@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cvdemo.errors import ModelError
 from cvdemo.explain.activations import structural_copy
 from cvdemo.explain.captum_methods import cam_layer
 from cvdemo.explain.session import Session, default_batch
@@ -57,7 +58,16 @@ def library_cam(name: str, session: Session, xb: torch.Tensor, target: int | Non
         x = xb.detach().clone()
         if name not in GRADIENT_FREE:
             x.requires_grad_(True)  # parameters are frozen: the input is what makes the layer's output need a gradient
-        maps = cam(x, [SessionTarget(session, target) for _ in range(len(x))])
+        try:
+            maps = cam(x, [SessionTarget(session, target) for _ in range(len(x))])
+        except TypeError as e:
+            if name != "ablationcam":
+                raise
+            # The library swaps the layer for one that takes a single tensor; a block the network calls with
+            # more arguments (EfficientNet-Lite's blocks take keywords) cannot be ablated that way.
+            raise ModelError(f"Ablation-CAM cannot ablate {layer if isinstance(layer, str) else 'this layer'}: the "
+                             f"network calls it with more than one input ({str(e).splitlines()[0][:80]}); pick a "
+                             f"convolution layer, or use Grad-CAM++ or Score-CAM") from None
     finally:
         cam.activations_and_grads.release()
     return torch.as_tensor(maps, dtype=torch.float32, device=xb.device)

@@ -193,7 +193,7 @@ class RunSection:
     def explanations(self) -> str:
         from PIL import Image
 
-        from cvdemo.explain import explain_image, model_view, overlay
+        from cvdemo.explain import BY_NAME, explain_image, model_view, overlay
         from cvdemo.plots import display_size
         from cvdemo.predict import Classifier
 
@@ -219,6 +219,6 @@ class RunSection:
                 f"<figcaption>#{index}: true <b>{h.e(true)}</b>, predicted <b>{h.e(predicted)}</b> "
                 f"(p = {exp.target_prob:.1%}, {verdict})</figcaption></figure>")
         return (f'<div class="gallery">{"".join(figures)}</div>'
-                + h.note("Grad-CAM at the architecture's last feature map, for the predicted class: red regions "
-                        "raised that class's score the most."))
+                + h.note(f"Grad-CAM ({BY_NAME['gradcam'].shows}) at the architecture's last feature map, for the "
+                         "predicted class: red regions raised that class's score the most."))
 
