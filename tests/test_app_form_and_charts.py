@@ -173,6 +173,15 @@ def test_curve_chart_colours_follow_the_run_order_and_cycle_past_eight_runs():
     assert len(set(charts.RUN_COLOURS)) == 8
 
 
+def test_one_runs_legend_names_only_the_splits_it_draws_in_fixed_colours():
+    frame = pd.concat([frame_of({"r": [0.1, 0.05]}).assign(metric="learning rate"),
+                       frame_of({"r": [2.0, 1.0]}), frame_of({"r": [2.2, 1.4]}).assign(split="validation")])
+    lr = charts.curve_chart(frame, "learning rate").to_dict()["encoding"]["color"]["scale"]
+    loss = charts.curve_chart(frame, "loss").to_dict()["encoding"]["color"]["scale"]
+    assert lr == {"domain": ["train"], "range": [charts.RUN_COLOURS[0]]}
+    assert loss == {"domain": ["train", "validation"], "range": list(charts.RUN_COLOURS[:2])}
+
+
 # -- item 9: gallery tiles stand apart ---------------------------------------------------------------
 
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32), (3, 300, 200), (1, 30, 70)])

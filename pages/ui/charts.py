@@ -171,8 +171,13 @@ def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: b
     y_axis = alt.Axis(format="%" if "accuracy" in metric else "~g", title=f"{metric} (log scale)" if log else metric)
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=metric == "learning rate")
     x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0, nice=False)
-    names = list(dict.fromkeys(frame["run"])) if by_run else ["train", "validation"]
-    colours = alt.Scale(domain=names, range=[RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(names))])
+    if by_run:
+        names = list(dict.fromkeys(frame["run"]))
+        colours = alt.Scale(domain=names, range=[RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(names))])
+    else:  # the legend names only the splits drawn (the learning rate has no validation line), colours fixed
+        splits = ("train", "validation")
+        drawn = [s for s in splits if s in set(data["split"])] or list(splits)
+        colours = alt.Scale(domain=drawn, range=[RUN_COLOURS[splits.index(s)] for s in drawn])
     # whole epochs on the axis, unless all that was recorded is part of the first (a run that blew up early)
     short = not epochs and len(data) and data["epoch"].max() < 1
     x_axis = alt.Axis(format=".2~f") if short else alt.Axis(tickMinStep=1, format="d")
