@@ -5,24 +5,11 @@ method against the library called directly on a small ReLU network."""
 import numpy as np
 import pytest
 import torch
+from nets import SmallCNN
 from torch import nn
 
 from cvdemo import explain as ex
 from cvdemo.errors import ConfigError, ModelError
-
-
-class TinyNet(nn.Module):
-    """Conv-ReLU features, global average pooling, a linear head: the shape CAM needs."""
-
-    def __init__(self, classes: int = 5):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.features(x)).flatten(1))
 
 
 class Bomb(nn.Module):
@@ -47,7 +34,7 @@ def no_hooks(model: nn.Module) -> bool:
 @pytest.fixture(scope="module")
 def tiny():
     torch.manual_seed(0)
-    model = TinyNet().eval()
+    model = SmallCNN().eval()
     x = torch.randn(1, 3, 16, 16)
     return model, x
 
@@ -120,7 +107,7 @@ def test_gradcam_on_the_cat_photo_points_at_the_cat_and_beats_random_maps(lite0,
 @pytest.mark.parametrize("method", ex.METHODS)
 def test_an_error_mid_explanation_leaves_no_hooks_and_restores_the_model(method):
     torch.manual_seed(0)
-    model = TinyNet()
+    model = SmallCNN()
     # The first forward pass inside the method: methods that start on the unperturbed image make it their
     # probability pass (call 1); the others run a separate probability pass first (call 1, then 2).
     model.features.insert(2, Bomb(at=1 if method in ex.FIRST_PASS_CLEAN else 2))

@@ -6,23 +6,12 @@ import copy
 import numpy as np
 import pytest
 import torch
+from nets import SmallCNN
 from torch import nn
 
 from cvdemo import explain as ex
 from cvdemo.errors import ConfigError, ModelError
 from cvdemo.explain.captum_methods import reference, seeded, superpixels
-
-
-class ReluNet(nn.Module):
-    def __init__(self, classes: int = 5):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.features(x)).flatten(1))
 
 
 def hooks_left(model: nn.Module) -> list[str]:
@@ -33,7 +22,7 @@ def hooks_left(model: nn.Module) -> list[str]:
 @pytest.fixture(scope="module")
 def net():
     torch.manual_seed(0)
-    return ReluNet().eval(), torch.randn(1, 3, 24, 24)
+    return SmallCNN().eval(), torch.randn(1, 3, 24, 24)
 
 
 OPTIONS = {"integrated_gradients": {"n_steps": 8, "internal_batch_size": 3},

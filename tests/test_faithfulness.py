@@ -4,28 +4,17 @@ sensitivity_max, pytorch-grad-cam's ROAD; finite on a small CNN, exact where the
 import numpy as np
 import pytest
 import torch
+from nets import SmallCNN
 from torch import nn
 
 from cvdemo import explain as ex
 from cvdemo.explain import metrics as fm
 
 
-class SmallCNN(nn.Module):
-    def __init__(self, classes: int = 4):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(16, classes)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.features(x)).flatten(1))
-
-
 @pytest.fixture(scope="module")
 def small():
     torch.manual_seed(0)
-    return SmallCNN().eval(), torch.randn(1, 3, 24, 24)
+    return SmallCNN(4).eval(), torch.randn(1, 3, 24, 24)
 
 
 def untouched(model: nn.Module) -> bool:
