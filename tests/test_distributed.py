@@ -16,16 +16,23 @@ from cvdemo.data.sharding import shard_order, shard_size
 from cvdemo.train import distributed
 
 
+def torchrun_train(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`cvdemo train --data digits --model lenet --device cpu --out tmp_path/runs --json FLAGS` as 2 gloo
+    processes under torchrun, one thread each, temporary files kept under tmp_path."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "cvdemo", "train", "--data", "digits", "--model", "lenet", "--device", "cpu",
+         "--out", str(tmp_path / "runs"), "--json", *flags],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
+
+
 @pytest.mark.slow
 def test_torchrun_two_cpu_ranks_make_one_complete_run(tmp_path):
     out, scratch = tmp_path / "runs", tmp_path / "tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "cvdemo", "train", "--data", "digits", "--model", "lenet", "--epochs", "2", "--device", "cpu",
-         "--out", str(out), "--json"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
+    proc = torchrun_train(tmp_path, "--epochs", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1, proc.stdout  # rank 1 prints nothing
@@ -227,14 +234,7 @@ def test_a_rank_failing_alone_does_not_leave_the_other_waiting(tmp_path):
 
 @pytest.mark.slow
 def test_lr_find_under_torchrun_runs_once_on_rank_0_and_all_train_at_its_rate(tmp_path):
-    out, scratch = tmp_path / "runs", tmp_path / "tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         "-m", "cvdemo", "train", "--data", "digits", "--model", "lenet", "--epochs", "1", "--device", "cpu",
-         "--lr-find", "--out", str(out), "--json"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=180)
+    proc = torchrun_train(tmp_path, "--epochs", "1", "--lr-find")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("learning-rate finder suggests") == 1  # rank 0 alone swept
     result = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("{")][0])
