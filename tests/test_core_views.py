@@ -10,7 +10,8 @@ from cvdemo.config import RunConfig
 from cvdemo.data import AUGMENT_PRESETS, DataBundle, ImageSet, compute_mean_std
 from cvdemo.data.overview import class_samples, data_overview
 from cvdemo.models import count_parameters, create_model, get_spec
-from cvdemo.train.summary import model_summary, trains_text
+from cvdemo.train.groups import trains_text
+from cvdemo.train.summary import model_summary
 
 
 def bundle(channels: int = 3) -> DataBundle:

@@ -120,10 +120,18 @@ def group_table(groups: list[LayerGroup], lr: float) -> list[dict]:
              "trains_from_epoch": g.trains_from} for g in groups]
 
 
+def trains_text(trains_from_epoch: int | None) -> str:
+    """When a layer group starts to train, in words: "from the start", "frozen" or "from epoch N"."""
+    if trains_from_epoch == 1:
+        return "from the start"
+    if trains_from_epoch is None:
+        return "frozen"
+    return f"from epoch {trains_from_epoch}"
+
+
 def format_group_table(rows: list[dict]) -> str:
     lines = [f"{'group':<14} {'parameters':>12} {'multiplier':>10} {'lr':>10}  trains"]
     for r in rows:
-        trains = "from the start" if r["trains_from_epoch"] == 1 else (
-            "frozen" if r["trains_from_epoch"] is None else f"from epoch {r['trains_from_epoch']}")
-        lines.append(f"{r['group']:<14} {r['params']:>12,} {r['lr_mult']:>10.3g} {r['lr']:>10.3g}  {trains}")
+        lines.append(f"{r['group']:<14} {r['params']:>12,} {r['lr_mult']:>10.3g} {r['lr']:>10.3g}  "
+                     f"{trains_text(r['trains_from_epoch'])}")
     return "\n".join(lines)

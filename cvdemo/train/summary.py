@@ -15,18 +15,9 @@ import torch
 
 from cvdemo.config import RunConfig
 from cvdemo.models import create_model, get_spec
-from cvdemo.train.groups import apply_freezing, group_table, plan_groups
+from cvdemo.train.groups import apply_freezing, group_table, plan_groups, trains_text
 
-__all__ = ["model_summary", "trains_text"]
-
-
-def trains_text(trains_from_epoch: int | None) -> str:
-    """When a layer group starts to train, in words: "from the start", "frozen" or "from epoch N"."""
-    if trains_from_epoch == 1:
-        return "from the start"
-    if trains_from_epoch is None:
-        return "frozen"
-    return f"from epoch {trains_from_epoch}"
+__all__ = ["model_summary"]
 
 
 def model_summary(config: RunConfig, num_classes: int, in_channels: int) -> dict[str, Any]:
