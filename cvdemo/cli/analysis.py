@@ -187,12 +187,12 @@ def resolve_target(text: str | None, classes: list[str]) -> int | None:
 
 def method_options(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The command-line flags that apply to one method, as `explain` options."""
-    from cvdemo.explain import accepted_options as _accepted
+    from cvdemo.explain import accepted_options
     from cvdemo.explain.catalogue import NOISE_TYPES
 
-    accepted = set(_accepted(method))
+    accepted = set(accepted_options(method))
     if method in NOISE_TYPES:
-        accepted |= set(_accepted(args.base or "saliency"))
+        accepted |= set(accepted_options(args.base or "saliency"))
     baseline: str | float | None = getattr(args, "baseline", None)
     try:
         baseline = float(baseline) if baseline is not None else None
