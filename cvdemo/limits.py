@@ -6,6 +6,8 @@
     CVDEMO_MAX_RUNNING    GPUs       background runs (app, `cvdemo sweep --parallel`) training at once under
                                      one runs folder; the rest wait as `queued`. Default: one per CUDA GPU,
                                      no limit on a machine without one. 0 means no limit.
+    CVDEMO_SHARE_CORES    1          CPU runs side by side split the cores between them (cvdemo.train.cpu_share);
+                                     0 lets each take every core, PyTorch's default.
 
 Values are read when used, so a test or a long-lived app process sees a change at once.
 """
@@ -49,6 +51,11 @@ def max_zip_mb() -> int:
 def max_image_mb() -> int:
     """Largest single image the app accepts as an upload, in MB: $CVDEMO_MAX_IMAGE_MB, default 20."""
     return env_int("CVDEMO_MAX_IMAGE_MB", DEFAULT_MAX_IMAGE_MB)
+
+
+def share_cores_enabled() -> bool:
+    """Whether CPU runs training at once split the cores: $CVDEMO_SHARE_CORES, default 1 (on)."""
+    return env_int("CVDEMO_SHARE_CORES", 1, minimum=0) != 0
 
 
 def max_running() -> int:

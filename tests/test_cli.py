@@ -32,6 +32,7 @@ def test_train_lenet_on_digits_reaches_97_percent(tmp_path):
     run = tmp_path / out["run"].split("/")[-1]
     for name in ("config.json", "status.json", "metrics.jsonl", "summary.json", "best.pt", "last.pt"):
         assert (run / name).is_file(), name
+    assert (tmp_path / ".cpu").is_dir() and not any((tmp_path / ".cpu").iterdir())  # it shared the cores, then left
     listed = last_json(cvdemo("runs", "--root", str(tmp_path), "--json"))
     assert [r["id"] for r in listed["runs"]] == [run.name]
     assert listed["runs"][0]["state"] == "completed"

@@ -8,6 +8,7 @@ scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
     training   train-throughput, data, inference, classroom, frozen-features
     explain    explain (vs Captum, and integrated gradients' peak memory)
     embed      embed (t-SNE vs scikit-learn)
+    concurrent concurrent (CPU runs side by side vs one after the other)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from cvdemo.bench import embed, explain, training
+from cvdemo.bench import concurrent, embed, explain, training
 from cvdemo.bench.embed import bench_embed, tsne_points
 from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
 
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "frozen-features": training.bench_frozen_features,
     "explain": explain.bench_explain,
     "embed": embed.bench_embed,
+    "concurrent": concurrent.bench_concurrent,
 }
 
 

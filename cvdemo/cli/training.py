@@ -207,7 +207,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix=f"cvdemo-rank{rank}-") as scratch:
                 run_training(config, runs.create_run(scratch, config))
             return 0
-        summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir)], resume=resume)
+        from cvdemo.train.cpu_share import share_cores
+
+        # CPU runs side by side under one runs folder split its cores (torchrun ranks are sized by torchrun).
+        with share_cores(run_dir.parent, config.train.device, enabled=launch is None) as share:
+            summary = run_training(config, run_dir, callbacks=[ProgressBar(run_dir), share], resume=resume)
     if summary.get("groups") and (config.train.lr_decay or config.train.group_lr_mult
                                   or config.model.freeze != "none"):
         print(format_group_table(summary["groups"]), file=sys.stderr)
