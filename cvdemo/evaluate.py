@@ -61,8 +61,9 @@ class Predictions:
 
     @property
     def preds(self) -> np.ndarray:
-        """int64 (N,): the predicted class (highest probability) of each sample."""
-        return self.probs.argmax(axis=1).astype(np.int64)
+        """int64 (N,): the predicted class (highest logit, ties to the lowest index) of each sample. From the
+        logits, not the probabilities: a saturated softmax rounds distinct logits to equal probabilities."""
+        return self.logits.argmax(axis=1).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -371,7 +372,7 @@ def metrics(pred: Predictions, *, run_dir: str | Path | None = None, most_wrong:
                  for c in range(k)]
     ece, bins = calibration(probs, labels)
     return Evaluation(pred, Path(run_dir) if run_dir is not None else None, cross_entropy(pred.logits, labels),
-                      topk_accuracy(probs, labels), macro, weighted, per_class, cm, normalized,
+                      topk_accuracy(pred.logits, labels), macro, weighted, per_class, cm, normalized,
                       most_confident_wrong(probs, labels, most_wrong), ece, bins)
 
 

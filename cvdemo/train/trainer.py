@@ -62,11 +62,17 @@ class BatchInfo:
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks: Sequence[int]) -> list[torch.Tensor]:
-    """Number of samples whose label is among the k highest logits, for each k (capped at the class count)."""
-    kmax = min(max(ks), logits.shape[1])
-    top = logits.topk(kmax, dim=1).indices
-    hits = top == labels[:, None]
-    return [hits[:, : min(k, kmax)].any(dim=1).sum() for k in ks]
+    """Number of samples whose label is among the k highest logits, for each k, by the rule the Evaluate
+    page's scikit-learn figures use (`cvdemo.evaluate.topk_accuracy`), so a run's summary and its evaluation
+    agree even when scores tie (a run that did not learn often gives several classes the same logit):
+    top-1 is the argmax (ties to the lowest index, like the confusion matrix); for k > 1 a class scoring
+    the same as the label counts as above it when its index is higher (scikit-learn's top_k_accuracy_score)."""
+    true = logits.gather(1, labels[:, None])
+    index = torch.arange(logits.shape[1], device=logits.device)
+    above = (logits > true) | ((logits == true) & (index[None, :] > labels[:, None]))
+    rank = above.sum(dim=1)
+    rank = torch.where(torch.isfinite(true[:, 0]), rank, logits.shape[1] - 1)  # a NaN label score: last place
+    return [(logits.argmax(1) == labels).sum() if k == 1 else (rank < k).sum() for k in ks]
 
 
 @torch.no_grad()
