@@ -196,6 +196,8 @@ class RunInfo:
     best_val_top1: float | None
     test_top1: float | None
     created: float
+    name: str | None = None     # the name the user gave the run, if any
+    data_name: str = ""         # the data as people know it: an uploaded zip's own file name, not a server path
 
     def to_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -221,7 +223,24 @@ def run_info(run_dir: RunDir) -> RunInfo:
         best_val_top1=max(val) if val else None,
         test_top1=summary.get("test", {}).get("top1"),
         created=(run_dir / "config.json").stat().st_mtime if (run_dir / "config.json").exists() else 0.0,
+        name=config.get("name") or None, data_name=data_display_name(config.get("data", {}).get("source", "?")),
     )
+
+
+DISPLAY_NAME_SUFFIX = ".name"  # beside an upload: the file name its owner gave it (cvdemo.uploads writes it)
+
+
+def data_display_name(source: str) -> str:
+    """A data source as people know it: a built-in's name; a path's last part; for a file uploaded in the
+    app (stored under a content hash), the name of the file its owner uploaded. Never a whole server path."""
+    if "/" not in source and "\\" not in source:
+        return source
+    path = Path(source)
+    try:
+        given = path.with_name(path.name + DISPLAY_NAME_SUFFIX).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        given = ""
+    return given[:120] or path.name
 
 
 def list_runs(root: Path | str | None = None) -> list[RunInfo]:

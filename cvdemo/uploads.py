@@ -15,7 +15,7 @@ from pathlib import Path
 from cvdemo import limits, runs
 from cvdemo.errors import CvdemoError
 
-__all__ = ["UPLOADS", "uploads_dir", "check_size", "save_zip", "safe_class_name", "save_labelled_images"]
+__all__ = ["UPLOADS", "uploads_dir", "check_size", "save_zip", "remember_name", "safe_class_name", "save_labelled_images"]
 
 UPLOADS = "uploads"  # folder under the runs root for uploaded data (never a run: it has no config.json)
 
@@ -36,13 +36,24 @@ def check_size(name: str, data: bytes, limit_mb: int) -> None:
         raise CvdemoError(f"{name} is {len(data) / 2**20:.0f} MB, more than the {limit_mb} MB allowed here")
 
 
-def save_zip(data: bytes, root: Path | str | None = None) -> Path:
-    """Store an uploaded zip as `uploads/upload-<sha256 prefix>.zip`; the same bytes give the same file."""
+def save_zip(data: bytes, root: Path | str | None = None, name: str | None = None) -> Path:
+    """Store an uploaded zip as `uploads/upload-<sha256 prefix>.zip`; the same bytes give the same file.
+    `name`, the file name it was uploaded under, is kept beside it as the data's display name
+    (`runs.data_display_name`): lists and legends then say "scenes.zip", not a hash or a server path."""
     check_size("the zip file", data, limits.max_zip_mb())
     path = uploads_dir(root) / f"upload-{hashlib.sha256(data).hexdigest()[:16]}.zip"
     if not path.exists():
         runs.write_atomic(path, data)
+    if name:
+        remember_name(path, name.replace("\\", "/").rsplit("/", 1)[-1])  # a browser may send a Windows path
     return path
+
+
+def remember_name(path: Path, name: str) -> None:
+    """Keep `name` as the display name of the upload stored at `path` (one line of text beside it)."""
+    clean = "".join(c for c in name if c.isprintable())[:120].strip()
+    if clean:
+        runs.write_atomic(path.with_name(path.name + runs.DISPLAY_NAME_SUFFIX), clean.encode("utf-8"))
 
 
 def safe_class_name(text: str) -> str:
@@ -73,6 +84,7 @@ def save_labelled_images(items: list[tuple[str, str, bytes]], root: Path | str |
     if len({e[0] for e in entries}) < 2:
         raise CvdemoError("a classifier needs at least two classes: give the images at least two class names")
     folder = uploads_dir(root) / f"images-{digest.hexdigest()[:16]}"
+    remember_name(folder, f"{len(entries)} uploaded images in {len({e[0] for e in entries})} classes")
     if folder.is_dir():
         return folder
     tmp = folder.with_name(folder.name + f".tmp{time.time_ns()}")

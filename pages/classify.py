@@ -8,7 +8,7 @@ import streamlit as st
 from cvdemo import limits, uploads
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
-from cvdemo.run_list import run_label, runs_with_weights
+from cvdemo.run_list import run_labels, runs_with_weights
 from pages.ui import cached, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
@@ -19,7 +19,8 @@ st.caption("Upload photos and see what a network thinks they are. The ImageNet n
 
 done = [r for r in runs_with_weights() if r.state == "completed"]
 labels = {cached.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 classes, no training needed)"}
-labels |= {str(r.path): f"Run {run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
+names = run_labels(done)  # name, or model, data and the settings that set it apart
+labels |= {str(r.path): f"Run {names[r.id]} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
 left, right = st.columns([4, 1])
 source = left.selectbox("Network", list(labels), format_func=labels.get, key=state.KEY_CLASSIFY_WITH)
 k = right.slider("Guesses per photo (top-k)", 1, 10, 5, key=state.KEY_CLASSIFY_TOPK)

@@ -51,7 +51,7 @@ elif kind == "zip":
                               type=["zip"], max_upload_size=limits.max_zip_mb(), key=state.KEY_DATA_ZIP)
     if upload is not None:
         try:
-            source, label = str(uploads.save_zip(upload.getvalue())), upload.name
+            source, label = str(uploads.save_zip(upload.getvalue(), name=upload.name)), upload.name
         except CvdemoError as e:
             widgets.show_error(e)
     elif remembered:

@@ -7,7 +7,7 @@ from cvdemo.config import RunConfig, config_problems, field_infos
 from cvdemo.errors import CvdemoError
 from cvdemo.health import run_health
 from cvdemo.progress import duration, live_progress
-from cvdemo.run_list import run_label
+from cvdemo.run_list import run_labels
 from cvdemo.share import config_from_json, config_json
 from pages.ui import charts, sharing, state, widgets
 from pages.ui.background import BackgroundTask
@@ -172,7 +172,8 @@ def live() -> None:
         st.rerun()  # the last run just ended: redraw the page once and stop polling
     if st.session_state.get(state.KEY_WATCH_RUN) not in by_id:
         st.session_state[state.KEY_WATCH_RUN] = (active or found)[0].id
-    r = by_id[st.selectbox("Watching run", list(by_id), format_func=lambda i: run_label(by_id[i]),
+    labels = run_labels(found)  # name, or model, data and the settings that set it apart
+    r = by_id[st.selectbox("Watching run", list(by_id), format_func=labels.__getitem__,
                            key=state.KEY_WATCH_RUN)]
     metrics = runs.read_metrics(r.path)
     p = live_progress(r, metrics, runs.read_status(r.path) if r.state in ACTIVE else {})

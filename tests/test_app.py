@@ -157,8 +157,9 @@ def test_data_zip_upload_is_stored_under_a_generated_name_and_reports_bad_files(
     at.file_uploader(key=state.KEY_DATA_ZIP).set_value(("../../evil.zip", class_zip(), "application/zip")).run()
     assert not at.exception
     assert not at.error, texts(at, "error")
-    stored = list((runs.default_root() / uploads.UPLOADS).iterdir())
-    assert len(stored) == 1 and stored[0].name.startswith("upload-") and stored[0].suffix == ".zip"
+    stored = list((runs.default_root() / uploads.UPLOADS).glob("*.zip"))
+    assert len(stored) == 1 and stored[0].name.startswith("upload-")
+    assert runs.data_display_name(str(stored[0])) == "evil.zip"  # the name it came with, minus the path
     assert {m.label: m.value for m in at.metric}["classes"] == "2"
     assert any("broken.png" in w.value for w in at.warning)
     draft = at.session_state[state.KEY_DRAFT]["data"]

@@ -9,7 +9,7 @@ from cvdemo import runs
 from cvdemo.compare import flat_config, result_rows
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
-from cvdemo.run_list import run_label, run_rows, runs_with_weights, short_name
+from cvdemo.run_list import run_label, run_labels, run_rows, runs_with_weights, short_name
 
 
 @pytest.fixture
@@ -38,6 +38,29 @@ def test_labels_name_model_data_start_time_and_id(root):
     started = time.strftime("%H:%M:%S", time.localtime(r.created))
     assert run_label(r) == f"lenet on flowers · started {started} · {r.id[-4:]}"
     assert short_name(r) == f"lenet · {r.id[-4:]}"
+
+
+def test_runs_shown_together_are_told_apart_by_name_or_by_what_differs(root):
+    slow = runs.run_info(make_run(root, train={"lr": 0.0003}))
+    fast = runs.run_info(make_run(root, train={"lr": 0.3, "batch_size": 64}))
+    named = runs.run_info(make_run(root, train={"lr": 1.0}, name="too high"))
+    other = runs.run_info(make_run(root, model={"name": "cifar_resnet"}))
+    labels = run_labels([slow, fast, named, other])
+    assert labels[slow.id].startswith("lenet on digits · batch_size 16, lr 0.0003 · started ")
+    assert labels[fast.id].startswith("lenet on digits · batch_size 64, lr 0.3 · started ")
+    assert labels[named.id].startswith("too high · started ") and short_name(named) == "too high"
+    assert labels[other.id].startswith("cifar_resnet on digits · started ")  # alone with its model: nothing to add
+    assert len(set(labels.values())) == 4
+
+
+def test_an_uploaded_zip_is_shown_by_the_name_it_was_uploaded_under(root):
+    from cvdemo import uploads
+
+    zipped = uploads.save_zip(b"PK\x05\x06" + bytes(18), root, name="C:\\Users\\me\\scenes.zip")
+    r = runs.run_info(make_run(root, data={"source": str(zipped)}))
+    assert r.data_name == "scenes.zip" and str(root) not in run_label(r)
+    assert run_rows([r])[0]["data"] == "scenes.zip"
+    assert runs.data_display_name("/srv/data/flowers") == "flowers" and runs.data_display_name("digits") == "digits"
 
 
 def test_run_rows_have_one_row_per_run(root):

@@ -11,7 +11,7 @@ import streamlit as st
 from cvdemo.config import ConfigProblem, allowed_values, field_infos
 from cvdemo.errors import CvdemoError
 from cvdemo.health import Health
-from cvdemo.run_list import run_label
+from cvdemo.run_list import run_labels
 from cvdemo.runs import RunInfo
 from pages.ui.state import KEY_FLASH, form_key
 
@@ -122,10 +122,12 @@ def run_picker(found: list[RunInfo], key: str, label: str = "Run") -> RunInfo:
         done = [r for r in found if r.state == "completed"]
         st.session_state[key] = (done or found)[0].id
 
+    labels = run_labels(found)  # name, or model, data and the settings that set it apart
+
     def name(run_id: str) -> str:
         r = by_id[run_id]
         score = f"test top-1 {r.test_top1:.1%}" if r.test_top1 is not None else r.state
-        return f"{run_label(r)} · {score}"
+        return f"{labels[run_id]} · {score}"
 
     return by_id[st.selectbox(label, list(by_id), format_func=name, key=key)]
 
