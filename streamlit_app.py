@@ -4,6 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
+from pages.ui import projector
+
 # A local file, not a :material/...: icon: Streamlit fetches those from fonts.gstatic.com, and an
 # offline app asks no outside server for anything (tests/browser/test_offline_browser.py).
 ICON = Path(__file__).parent / "pages" / "ui" / "favicon.svg"
@@ -21,4 +23,6 @@ pages = {
     "Use": [st.Page("pages/compare.py", title="Runs", icon=":material/table_view:"),
             st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
 }
-st.navigation(pages, expanded=True).run()
+page = st.navigation(pages, expanded=True)
+projector.sidebar_toggle()  # larger type and curves first, for a classroom (also ?projector=1)
+page.run()

@@ -9,7 +9,7 @@ from cvdemo.health import run_health
 from cvdemo.progress import duration, live_progress
 from cvdemo.run_list import run_labels
 from cvdemo.share import config_from_json, config_json
-from pages.ui import charts, sharing, state, widgets
+from pages.ui import charts, projector, sharing, state, widgets
 from pages.ui.background import BackgroundTask
 
 SECTION_TITLES = {"data": "Data", "model": "Model", "train": "Training"}
@@ -26,6 +26,13 @@ def names() -> tuple[list[str], list[str]]:
     from cvdemo.models import list_models
 
     return list(SOURCES), list_models()
+
+
+def check_before_run(config: RunConfig) -> None:
+    """What `cvdemo train` checks before it creates a run folder (cvdemo.train.setup; imports torch)."""
+    from cvdemo.train.setup import check_before_run as check
+
+    check(config)
 
 
 def find_lr_of(config: RunConfig) -> object:
@@ -78,8 +85,9 @@ def lr_finder_panel() -> None:
 
 
 st.title("Train")
-st.caption("Set up a run and press **Start training**. It trains in the background: switch pages, close the tab "
-           "or start more runs while the curves on the right grow epoch by epoch.")
+if not projector.enabled():  # on a projector every line above the curves costs them room
+    st.caption("Set up a run and press **Start training**. It trains in the background: switch pages, close the "
+               "tab or start more runs while the curves on the right grow epoch by epoch.")
 with st.spinner("Loading the models…"):
     SOURCES, MODELS = names()
 
@@ -89,7 +97,11 @@ if link_warning:
 config = state.draft()
 choices = {"data": {"source": list(dict.fromkeys([config["data"]["source"], *SOURCES]))},
            "model": {"name": MODELS, "freeze": list(widgets.freeze_choices(config["model"]["name"]))}}
-form_col, live_col = st.columns([5, 6], gap="large")
+if projector.enabled():  # a classroom: the curves first and full width, the form folded away under them
+    live_col = st.container()
+    form_col = st.expander("Settings for a new run", icon=":material/tune:")
+else:
+    form_col, live_col = st.columns([5, 6], gap="large")
 with form_col:
     with st.form(state.KEY_TRAIN_FORM, border=True):
         raw = {}
@@ -129,6 +141,7 @@ with form_col:
     elif submitted:
         try:
             run_config = RunConfig.from_dict(raw)
+            check_before_run(run_config)  # a mistake found here (unknown freeze group, a missing zip) leaves no run
             run_dir = runs.launch(run_config, runs.default_root())
         except CvdemoError as e:
             widgets.show_error(e)
@@ -179,6 +192,7 @@ def live() -> None:
     p = live_progress(r, metrics, runs.read_status(r.path) if r.state in ACTIVE else {})
     epochs = [m for m in metrics if m.get("kind") == "epoch"]
     widgets.show_run_state(r, run_health(r.path))  # the state, and whether the run learned
+    curves_box = st.container() if projector.enabled() else None  # on a projector the curves come before the figures
     cols = st.columns(4)
     cols[0].metric("epochs done", f"{p['done']} / {p['total']}")
     cols[1].metric("validation top-1", f"{epochs[-1]['val_top1']:.1%}" if epochs else "—")
@@ -196,12 +210,16 @@ def live() -> None:
         st.caption("The curves appear when the first training steps are recorded.")
         return
     planned = r.epochs if r.state in ACTIVE else None  # an ended run's axis fits what it recorded
-    charts.draw_curve(frame, "loss", epochs=planned)  # step by step: drawn before any epoch ends
-    if epochs:
-        charts.draw_curve(frame, "top-1 accuracy", epochs=planned)
-    else:
-        st.caption("Accuracy is measured at the end of each epoch: none has finished"
-                   + (" yet." if r.state in ACTIVE else "."))
+    # On a projector loss and accuracy sit side by side, so both are in view without scrolling.
+    loss_col, acc_col = curves_box.columns(2, gap="large") if curves_box else (st.container(), st.container())
+    with loss_col:
+        charts.draw_curve(frame, "loss", epochs=planned)  # step by step: drawn before any epoch ends
+    with acc_col:
+        if epochs:
+            charts.draw_curve(frame, "top-1 accuracy", epochs=planned)
+        else:
+            st.caption("Accuracy is measured at the end of each epoch: none has finished"
+                       + (" yet." if r.state in ACTIVE else "."))
     charts.draw_curve(frame, "learning rate", epochs=planned, height=180)
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")

@@ -69,6 +69,31 @@ def test_start_with_bad_values_lists_every_bad_field_with_its_range_and_starts_n
     assert runs.list_runs() == []
 
 
+def test_start_with_a_mistake_found_before_the_run_leaves_no_failed_run_behind():
+    at = on_page("pages/train.py")
+    at.number_input(key=state.form_key("data", "image_size")).set_value(8)  # LeNet's layers shrink 8 px to nothing
+    at.button(key=state.KEY_TRAIN_START).click().run()
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "8" in at.error[0].value, [e.value for e in at.error]
+    assert runs.list_runs() == []
+
+
+def test_projector_mode_from_the_url_puts_the_curves_first_with_larger_type(finished_run):
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    assert not any("font-size: 20px" in h.proto.body for h in at.run().get("html"))  # off by default
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    at.query_params["projector"] = "1"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.toggle(key="projector").value is True
+    assert any("font-size: 20px" in h.proto.body for h in at.get("html"))
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    assert at.expander[0].label == "Settings for a new run"        # the form is folded away under the curves
+    assert at.selectbox(key=state.KEY_WATCH_RUN).value == finished_run.name
+    assert len(specs(at)) >= 2                                      # loss and accuracy, side by side
+
+
 def test_update_the_link_with_bad_values_lists_them_too():
     at = on_page("pages/train.py")
     at.number_input(key=state.form_key("train", "epochs")).set_value(0)

@@ -38,6 +38,14 @@ def test_a_train_mistake_is_one_sentence_exit_2_and_leaves_no_run_folder(flags, 
     assert not root.exists() or not any(root.iterdir())
 
 
+def test_a_sweep_checks_every_arm_before_it_starts_any(capsys):
+    assert main(["sweep", "--vary", "model=lenet,resnet19", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cvdemo sweep: ") and "unknown model 'resnet19'" in err
+    root = runs.default_root()
+    assert not root.exists() or not any(p for p in root.iterdir() if (p / "config.json").exists())  # lenet never ran
+
+
 def test_a_train_flag_mistake_is_named_by_the_subcommand(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["train", "--epocs", "3"])

@@ -282,6 +282,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not vary:
         raise CvdemoError("nothing to sweep: add --vary KEY=V1,V2 (e.g. --vary model=lenet,resnet18)")
 
+    from cvdemo.compare import expand_grid
+    from cvdemo.train.setup import check_before_run
+
+    for _, config in expand_grid(base, vary):  # every arm's mistakes before any run folder is made
+        check_before_run(config)
+
     def started(values: dict[str, Any], run_dir: Path) -> None:
         print(f"run {run_dir.name}: {' '.join(f'{k}={v}' for k, v in values.items())}", file=sys.stderr)
 

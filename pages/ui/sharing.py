@@ -10,8 +10,13 @@ import streamlit as st
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
 from cvdemo.runs import RunInfo
+from pages.ui import projector
 from pages.ui.cached import checkpoint_stamp
 from pages.ui.state import KEY_URL_SETTINGS, set_draft
+
+
+# Query parameters that are not run settings: they stay in the address bar and never reach the form.
+NOT_SETTINGS = (projector.PARAM,)
 
 
 def settings_from_url(models: list[str] | None = None) -> str | None:
@@ -19,7 +24,7 @@ def settings_from_url(models: list[str] | None = None) -> str | None:
     defaults). Returns a one-sentence warning about parameters that could not be used, else None."""
     from cvdemo.share import config_from_query
 
-    params = st.query_params.to_dict()
+    params = {k: v for k, v in st.query_params.to_dict().items() if k not in NOT_SETTINGS}
     if not params or params == st.session_state.get(KEY_URL_SETTINGS):
         return None
     shared = config_from_query(params, models=models)
@@ -36,8 +41,9 @@ def settings_to_url(config: dict[str, Any]) -> dict[str, str]:
         wanted = config_to_query(RunConfig.from_dict(config))
     except CvdemoError:
         return {}
-    if st.query_params.to_dict() != wanted:
-        st.query_params.from_dict(wanted)
+    kept = {k: v for k, v in st.query_params.to_dict().items() if k in NOT_SETTINGS}  # e.g. ?projector=1
+    if st.query_params.to_dict() != {**wanted, **kept}:
+        st.query_params.from_dict({**wanted, **kept})
     st.session_state[KEY_URL_SETTINGS] = wanted
     return wanted
 

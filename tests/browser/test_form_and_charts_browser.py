@@ -120,3 +120,20 @@ def test_embeddings_box_gallery_tiles_stand_apart(server, served_run, page):
         row.sort(key=lambda b: b["x"])
         assert all(a["x"] + a["width"] <= b["x"] + 0.5 for a, b in zip(row, row[1:])), row
     screenshot(page, "embeddings-box-gallery")
+
+
+def test_projector_mode_shows_loss_and_accuracy_without_scrolling(server, page, served_run):
+    """Item 5: ?projector=1 at 1400x900 puts the watched run's loss and accuracy side by side, both in view."""
+    page.goto(server["url"] + "/train?projector=1")
+    heading(page, "Train")
+    charts = page.get_by_test_id("stVegaLiteChart")
+    charts.nth(1).wait_for(timeout=60_000)
+    settle(page, 1500)
+    boxes = [charts.nth(i).bounding_box() for i in range(2)]
+    assert all(b is not None and b["y"] + b["height"] <= 900 for b in boxes), boxes  # no scrolling needed
+    assert abs(boxes[0]["y"] - boxes[1]["y"]) < 5 and boxes[1]["x"] > boxes[0]["x"] + 300, boxes  # side by side
+    assert page.get_by_test_id("stSidebar").get_by_text("Projector mode").is_visible()
+    size = page.evaluate("() => getComputedStyle(document.querySelector('h1')).fontSize")
+    assert float(size.removesuffix("px")) >= 44, size
+    assert "projector=1" in page.url
+    screenshot(page, "train-projector", max_height=900)
