@@ -14,7 +14,6 @@ from pages.ui import projector
 from pages.ui.cached import checkpoint_stamp
 from pages.ui.state import KEY_URL_SETTINGS, set_draft
 
-
 # Query parameters that are not run settings: they stay in the address bar and never reach the form.
 NOT_SETTINGS = (projector.PARAM,)
 
