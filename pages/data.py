@@ -105,7 +105,8 @@ except CvdemoError as e:
 classes, sizes = overview["classes"], overview["sizes"]
 state.update_draft(data={"source": source, **({"skip_bad": True} if overview["skipped"] else {})})
 st.session_state[state.KEY_DATA_INFO] = {"kind": kind, "source": source, "label": label,
-                                         "classes": len(classes), "channels": overview["channels"]}
+                                         "classes": len(classes), "channels": overview["channels"],
+                                         "image_size": overview["image_size"]}  # shared size (H, W), or None
 st.success(f"The Train page will use **{label}**: {len(classes)} classes, "
            f"{sum(sizes.values()):,} images.", icon=":material/check_circle:")
 if overview["skipped"]:

@@ -8,7 +8,27 @@ import streamlit as st
 
 from cvdemo.errors import CvdemoError
 from cvdemo.models import get_spec, list_models, pretrained_offline
+from cvdemo.models.sizing import input_size_advice
 from pages.ui import cached, state, widgets
+
+
+def use_size(size: int) -> None:
+    """"Use image size N": the draft's image size, which the Train form shows, becomes N."""
+    state.update_draft(data={"image_size": size})
+
+
+def size_advice(model: str, data_size: list[int] | tuple[int, int] | None, chosen: int | None) -> None:
+    """When the data's images are much smaller than the network's default input: what that costs, and a
+    button for a size that suits them (cvdemo.models.sizing)."""
+    advice = input_size_advice(model, max(data_size) if data_size else None)
+    if advice is None:
+        return
+    if chosen:
+        st.caption(f"Image size {chosen} is set for this data (the network's default is {advice.default}).")
+        return
+    st.info(advice.message, icon=":material/photo_size_select_large:")
+    st.button(f"Use image size {advice.size}", on_click=use_size, args=(advice.size,), key=state.KEY_MODEL_SIZE)
+
 
 st.title("Model")
 st.caption("Choose the network, and whether it starts from ImageNet weights. The Train page uses the model "
@@ -47,6 +67,7 @@ with left:
     freeze = freeze if pretrained else "none"
     state.update_draft(model={"name": name, "pretrained": pretrained, "freeze": freeze})
     st.caption(f"The new head is sized for {data.get('label', 'the chosen data')}: {data['classes']} classes.")
+    size_advice(name, data.get("image_size"), config["data"].get("image_size"))
 
 in_channels = data["channels"] if spec.flexible_channels and not pretrained else 3
 try:

@@ -232,6 +232,21 @@ def test_model_partial_freezing_and_discriminative_rates_show_in_the_group_table
     assert groups.loc["layer4", "learning rate"] == pytest.approx(0.005)
 
 
+def test_model_page_suggests_a_size_for_small_photos_and_the_train_form_takes_it():
+    at = app().run()
+    at.session_state[state.KEY_DRAFT] = RunConfig().replace(model={"name": "efficientnet_lite0"}).to_dict()
+    at.session_state[state.KEY_DATA_INFO] = {"label": "scenes.zip", "classes": 6, "channels": 3,
+                                             "image_size": (64, 64)}
+    at.switch_page("pages/model.py").run()
+    assert not at.exception, at.exception
+    assert any("Your images are 64×64 px" in i.value for i in at.info), [i.value for i in at.info]
+    at.button(key=state.KEY_MODEL_SIZE).click().run()
+    assert at.session_state[state.KEY_DRAFT]["data"]["image_size"] == 128
+    assert any("Image size 128 is set" in c.value for c in at.caption)
+    at.switch_page("pages/train.py").run()
+    assert at.number_input(key=state.form_key("data", "image_size")).value == 128
+
+
 def test_model_pretrained_and_frozen_backbone_trains_only_the_head():
     at = on_page("pages/model.py")
     at.selectbox(key=state.KEY_MODEL_NAME).set_value("efficientnet_lite0").run()
