@@ -57,7 +57,9 @@ class _ReLUDifference(nn.Module):
         self.low, self.high, self.top = nn.ReLU(), nn.ReLU(), top
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.low(x) - self.high(x - self.top)
+        # `low` gets a tensor of its own: Captum's DeepLift replaces the whole gradient of the tensor a
+        # nonlinearity reads with that module's rescaled one, which would drop the path through `high`.
+        return self.low(x.clone()) - self.high(x - self.top)
 
 
 def _disguised(original: nn.Module, as_type: type[nn.Module]) -> nn.Module:
