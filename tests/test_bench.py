@@ -59,3 +59,24 @@ def test_embed_benchmark_compares_the_chosen_tsne_with_scikit_learn():
     # Both pictures keep the classes apart about as well (on 300 shifted digits even the raw pixels'
     # 5-NN accuracy is only ~0.7): the faster backend does not buy speed with a worse picture.
     assert r["sklearn_knn5"] > 0.5 and r["ours_knn5"] > r["sklearn_knn5"] - 0.05
+
+
+def test_data_benchmark_feeds_both_loaders_the_same_files_and_gets_the_same_pixels(tmp_path):
+    """The data benchmark races cvdemo's folder loader against torchvision's ImageFolder: same files, same
+    count per pass, and at the files' own size the same normalised tensor for the same file."""
+    import torchvision
+    from torchvision import transforms
+
+    from cvdemo.bench.data import _ours, _torchvision, write_folder
+    from cvdemo.data import load_dataset, to_model_input
+
+    root = write_folder(tmp_path, "PNG", 32, 40)
+    bundle = load_dataset(str(root), val_fraction=0.01, test_fraction=0.01, image_size=32)
+    ours_count = _ours(root, 32, 1)
+    assert ours_count == len(bundle.train) and _torchvision(root, 32, 1, 0) == 40
+    name = bundle.train.names[0]
+    dataset = torchvision.datasets.ImageFolder(str(root / "train"), transform=transforms.Compose([
+        transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.25,) * 3)]))
+    theirs = next(x for (path, _), (x, _) in zip(dataset.samples, dataset) if path.endswith(name))
+    ours = to_model_input(bundle.train.images[:1], size=32, mean=(0.5,) * 3, std=(0.25,) * 3, channels=3)[0]
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

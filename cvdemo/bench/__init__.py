@@ -5,7 +5,8 @@ cvdemo and a plain-PyTorch baseline doing the same work back to back, and report
 both figures and their ratio (> 1 means cvdemo is faster). The baselines are plain
 scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
 
-    training   train-throughput, data, inference, classroom, frozen-features
+    training   train-throughput, inference, classroom, frozen-features
+    data       data (our folder loader vs torchvision's ImageFolder, and vs tensors in memory)
     explain    explain (vs Captum, and integrated gradients' peak memory)
     embed      embed (t-SNE vs scikit-learn)
     concurrent concurrent (CPU runs side by side vs one after the other)
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 
-from cvdemo.bench import concurrent, embed, explain, training
+from cvdemo.bench import concurrent, data, embed, explain, training
 from cvdemo.bench.embed import bench_embed, tsne_points
 from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
 
@@ -29,7 +30,7 @@ __all__ = ["BENCHMARKS", "bench_embed", "explain_subject", "explain_vs_captum", 
 # Name -> benchmark(device, ...) -> figures with a "ratio"; `cvdemo bench all` runs them in this order.
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "train-throughput": training.bench_train_throughput,
-    "data": training.bench_data,
+    "data": data.bench_data,
     "inference": training.bench_inference,
     "classroom": training.bench_classroom,
     "frozen-features": training.bench_frozen_features,

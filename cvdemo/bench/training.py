@@ -75,36 +75,6 @@ def bench_train_throughput(device: torch.device, model_name: str = "lenet", batc
             "baseline_images_per_s": len(dataset) * epochs / t_base, "ratio": (n / t_ours) / (len(dataset) * epochs / t_base)}
 
 
-def bench_data(device: torch.device, batch_size: int = 256) -> dict[str, Any]:
-    """Our loader + model-input preparation vs synthetic tensors already in memory (data for free)."""
-    from cvdemo.data import load_dataset, make_loader, to_model_input
-
-    bundle = load_dataset("digits")
-    train = bundle.train
-    n = len(train) * 20
-
-    def ours() -> None:  # the training loader's choice: device-resident on a GPU ("auto"), sliced on the CPU
-        loader = make_loader(train, batch_size=batch_size, shuffle=True, augment="none", resident="auto",
-                             device=device)
-        for _ in range(20):
-            for x, _y in loader:
-                to_model_input(x.to(device), size=32, mean=(0.5,), std=(0.25,), channels=1)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    synthetic = torch.randn(batch_size, 1, 32, 32, device=device)
-
-    def baseline() -> None:
-        for _ in range(n // batch_size):
-            synthetic.mul(1.0)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    t_ours, t_base = timed(ours, 3, device=device), timed(baseline, 3, device=device)
-    return {"images": n, "ours_images_per_s": n / t_ours, "synthetic_images_per_s": n / t_base,
-            "ratio": t_base / t_ours}
-
-
 def bench_inference(device: torch.device, model_name: str = "efficientnet_lite0", n: int = 256,
                     size: int = 224) -> dict[str, Any]:
     """cvdemo's evaluate() vs a plain torch.inference_mode() loop on the same model and images."""
