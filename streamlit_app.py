@@ -22,6 +22,7 @@ pages = {
                    st.Page("pages/explain.py", title="Explain", icon=":material/visibility:")],
     "Use": [st.Page("pages/compare.py", title="Runs", icon=":material/table_view:"),
             st.Page("pages/classify.py", title="Classify", icon=":material/image_search:")],
+    "Play": [st.Page("pages/draw.py", title="Draw", icon=":material/draw:")],
 }
 page = st.navigation(pages, expanded=True)
 projector.sidebar_toggle()  # larger type and curves first, for a classroom (also ?projector=1)

@@ -15,7 +15,7 @@ from cvdemo.errors import CvdemoError
 from cvdemo.explain import BY_NAME, FAMILY_NOTES, METHODS, by_family, estimate_seconds, model_view, overlay
 from cvdemo.plots import display_size
 from cvdemo.run_list import run_label, runs_with_weights
-from pages.ui import cached, charts, state, widgets
+from pages.ui import attack_section, cached, charts, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
 METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "Saliency", "integrated_gradients": "Integrated gradients",
@@ -206,3 +206,5 @@ try:
                          "bright = strong response")
 except (CvdemoError, RuntimeError, ValueError) as e:
     widgets.show_failure(e, "drawing the filters")
+
+attack_section.show(classifier, image, key)

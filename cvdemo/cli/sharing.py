@@ -25,6 +25,8 @@ def add_parsers(subparsers: Subparsers) -> None:
     p.add_argument("--explain", type=int, default=3, help="images with a Grad-CAM overlay per run (0 = none)")
     p.add_argument("--gallery", type=int, default=16, help="most confidently wrong images per run")
     p.add_argument("--embed-limit", type=int, default=1000, help="at most this many points in the PCA plot")
+    p.add_argument("--robustness", action="store_true",
+                   help="add test top-1 against the strength of an FGSM attack (at most 1000 images)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or mps")
     p.set_defaults(func=cmd_report)
 
@@ -45,7 +47,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{flag.replace('_', '-')} must be at least {1 if flag == 'embed_limit' else 0}, "
                               f"got {getattr(args, flag)}")
     options = ReportOptions(split=args.split, checkpoint=args.checkpoint, explain=args.explain,
-                            gallery=args.gallery, embed_limit=args.embed_limit, device=args.device)
+                            gallery=args.gallery, embed_limit=args.embed_limit, device=args.device,
+                            robustness=args.robustness)
     started = time.perf_counter()
     out = write_report(args.runs, args.out, title=args.title, options=options,
                        on_run=lambda d: print(f"reporting on run {Path(d).name} ...", file=sys.stderr))

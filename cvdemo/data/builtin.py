@@ -16,6 +16,7 @@ from cvdemo.errors import DataError
 
 SOURCES: tuple[str, ...] = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100")
 DIGITS_SEED = 0  # the digits split never depends on the run's seed, so its test set never changes
+DIGITS_LEVELS = 16  # the digits are 8x8 counts of ink pixels in 4x4 blocks of a 32x32 bitmap: 0..16
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -39,10 +40,16 @@ def digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
             table = np.loadtxt(f, delimiter=",", dtype=np.float64)
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read scikit-learn's digits file {path} ({e}): reinstall scikit-learn") from None
-    pixels = np.rint(table[:, :64] * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    pixels = digit_counts_to_pixels(table[:, :64])
     images = torch.from_numpy(pixels.reshape(-1, 1, 8, 8).copy())
     labels = torch.from_numpy(table[:, 64].astype(np.int64))
     return images, labels
+
+
+def digit_counts_to_pixels(counts: np.ndarray) -> np.ndarray:
+    """The digits' grey levels (0..DIGITS_LEVELS: ink pixels counted in each 4x4 block of a 32x32 bitmap) as the
+    uint8 0..255 pixels the data set stores; cvdemo.data.drawing makes a drawing's 8x8 image with it too."""
+    return np.rint(np.asarray(counts, dtype=np.float64) * (255.0 / DIGITS_LEVELS)).clip(0, 255).astype(np.uint8)
 
 
 def load_digits() -> tuple[list[str], ImageSet, ImageSet, ImageSet]:

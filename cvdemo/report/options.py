@@ -12,4 +12,6 @@ class ReportOptions:
     explain: int = 3               # images with a Grad-CAM overlay per run (0 = none)
     gallery: int = 16              # most-confidently-wrong images per run
     embed_limit: int = 1000        # at most this many points in the PCA plot (stratified)
+    robustness: bool = False       # add top-1 against the strength of an FGSM attack (cvdemo.explain.attack)
+    robustness_limit: int = 1000   # at most this many images attacked per epsilon (stratified)
     device: str = "auto"

@@ -68,6 +68,8 @@ class RunSection:
         ]
         if self.options.explain > 0:
             parts.append(h.part("Why? Grad-CAM explanations", self.explanations))
+        if self.options.robustness:
+            parts.append(h.part("Robustness to adversarial noise", self.robustness))
         return (f'<section class="run" id="{h.e(self.anchor)}"><h2>{h.e(self.label)}</h2>'
                 f'<p class="facts">{" · ".join(facts)}'
                 + (f'<br><span class="muted">run {h.e(self.run_dir.name)}</span>' if self.label != self.run_dir.name
@@ -222,3 +224,18 @@ class RunSection:
                 + h.note(f"Grad-CAM ({BY_NAME['gradcam'].shows}) at the architecture's last feature map, for the "
                          "predicted class: red regions raised that class's score the most."))
 
+
+    def robustness(self) -> str:
+        """Top-1 on the split under an untargeted FGSM attack at a handful of epsilons (cvdemo.explain.attack)."""
+        from cvdemo.explain.attack import robustness_curve
+        from cvdemo.explain.attack_plot import robustness_figure
+
+        curve = robustness_curve(self.run_dir, method="fgsm", split=self.options.split,
+                                 checkpoint=self.options.checkpoint, limit=self.options.robustness_limit)
+        path = robustness_figure(curve, self.png("robustness"))
+        rows = [[f"{e * 255:.0f}/255", h.pct(t)] for e, t in zip(curve["epsilons"], curve["top1"])]
+        return (h.figure(path.read_bytes(), "top-1 against attack strength")
+                + h.table(["epsilon (largest pixel change)", f"{h.e(curve['split'])} top-1"], rows)
+                + h.note(f"Each of {curve['images']} {h.e(curve['split'])} images attacked with FGSM (one step of "
+                         "the loss gradient's sign) away from its true class, no pixel changed by more than "
+                         "epsilon. A network whose accuracy collapses at a few pixel steps out of 255 is fragile."))

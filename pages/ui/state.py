@@ -95,6 +95,20 @@ KEY_EXPLAIN_SANITY = "explain_sanity"
 KEY_EXPLAIN_ALPHA = "explain_alpha"
 KEY_EXPLAIN_MAPS_LAYER = "explain_maps_layer"
 
+# -- Draw, and Explain's attack section -----------------------------------------------------------
+KEY_DRAW_RUN = "draw_run"
+KEY_DRAW_PEN = "draw_pen"              # pen width in canvas pixels
+KEY_DRAW_METHOD = "draw_method"        # the heat map over the network's input
+KEY_DRAW_CANVAS = "draw_canvas:"       # + a number that "Clear" raises: a new key is an empty canvas
+KEY_DRAW_CLEARS = "draw_clears"        # how often "Clear" was pressed (the canvas key's number)
+KEY_DRAW_CLEAR = "draw_clear"
+KEY_DRAW_TRAIN = "draw_train"          # "train the digits lesson" when no digits run exists
+KEY_ATTACK_METHOD = "attack_method"
+KEY_ATTACK_EPSILON = "attack_epsilon"  # in 0-255 pixel units
+KEY_ATTACK_TARGET = "attack_target"
+KEY_ATTACK_RUN = "attack_run"          # the "Attack" button
+KEY_ATTACK_LAST = "attack_last"        # (image key, method, epsilon in 0-255, target) of the last attack asked for
+
 # Names of the chart selections the pages read back from a chart's state (see charts.selected).
 SELECT_CELL = "cell"
 SELECT_BOX = "box"

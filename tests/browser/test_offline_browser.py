@@ -13,7 +13,8 @@ LOCAL = {"127.0.0.1", "localhost"}
 # Sidebar link -> the page's heading and its address.
 PAGES = {"Home": ("image classification playground", ""), "Data": ("Data", "data"), "Model": ("Model", "model"),
          "Train": ("Train", "train"), "Evaluate": ("Evaluate", "evaluate"), "Embeddings": ("Embeddings", "embeddings"),
-         "Explain": ("Explain", "explain"), "Runs": ("Runs", "compare"), "Classify": ("Classify", "classify")}
+         "Explain": ("Explain", "explain"), "Runs": ("Runs", "compare"), "Classify": ("Classify", "classify"),
+         "Draw": ("Draw", "draw")}
 
 
 @pytest.fixture
@@ -81,3 +82,20 @@ def test_the_favicon_is_the_apps_own_and_inline(server, page, outside):
     page.locator("img").first.wait_for()
     page.screenshot(path=str(SCREENSHOTS / "favicon.png"))
     assert outside == []
+
+
+def test_the_draw_canvas_loads_from_the_local_wheel(server, served_run, page, outside):
+    """streamlit-drawable-canvas's frontend (fabric.js) comes from the installed wheel, and drawing on it asks
+    no outside server for anything either."""
+    page.goto(f"{server['url']}/draw")
+    wait_drawn(page, "Draw")
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.85, steps=10)
+    page.mouse.up()
+    page.locator("h2", has_text="It says").first.wait_for(timeout=60_000)
+    wait_drawn(page, "Draw")
+    assert outside == [], outside
