@@ -10,6 +10,7 @@ scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
     explain    explain (vs Captum, and integrated gradients' peak memory)
     embed      embed (t-SNE vs scikit-learn)
     concurrent concurrent (CPU runs side by side vs one after the other)
+    app        app (latency in a headless Chromium vs a bare Streamlit app; not in `all`)
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 import torch
 
-from cvdemo.bench import concurrent, data, embed, explain, training
+from cvdemo.bench import app, concurrent, data, embed, explain, training
 from cvdemo.bench.embed import bench_embed, tsne_points
 from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
 
-__all__ = ["BENCHMARKS", "bench_embed", "explain_subject", "explain_vs_captum", "ig_peak_memory", "run",
+__all__ = ["BENCHMARKS", "IN_ALL", "bench_embed", "explain_subject", "explain_vs_captum", "ig_peak_memory", "run",
            "tsne_points"]
 
 # Name -> benchmark(device, ...) -> figures with a "ratio"; `cvdemo bench all` runs them in this order.
@@ -37,7 +38,10 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "explain": explain.bench_explain,
     "embed": embed.bench_embed,
     "concurrent": concurrent.bench_concurrent,
+    "app": app.bench_app,
 }
+# `cvdemo bench all`: every benchmark but the app's, which needs Playwright and chromium (the test tools).
+IN_ALL = [name for name in BENCHMARKS if name != "app"]
 
 
 def run(names: list[str], device: torch.device) -> dict[str, Any]:

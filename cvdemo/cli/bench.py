@@ -23,7 +23,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from cvdemo import bench
     from cvdemo.device import resolve_device
 
-    names = list(bench.BENCHMARKS) if args.name == "all" else [args.name]
+    names = list(bench.IN_ALL) if args.name == "all" else [args.name]
     unknown = [n for n in names if n not in bench.BENCHMARKS]
     if unknown:
         raise CvdemoError(f"no benchmark '{unknown[0]}'; choose all or one of {', '.join(bench.BENCHMARKS)}")
