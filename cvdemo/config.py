@@ -55,6 +55,9 @@ class DataConfig:
     augment: str = _f("none", "training augmentation preset", choices=AUGMENTS)
     image_size: int | None = _f(None, "model input size in pixels; empty = the model's default", min=8, max=1024)
     skip_bad: bool = _f(False, "skip unreadable image files (and count them) instead of stopping")
+    exclude: tuple[str, ...] = _f((), "files of a folder or zip left out of every split (never deleted): paths "
+                                  "inside it, URL-encoded (spaces and commas escaped), as the Data page's check "
+                                  "lists them")
     workers: int | None = _f(None, "data-loading processes; empty = automatic", min=0, max=64)
     device_resident: str = _f("auto", "keep the decoded training images on the training device and crop/flip "
                               "whole batches there: auto = on a CUDA GPU when they fit in a quarter of its free "

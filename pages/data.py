@@ -11,7 +11,7 @@ import streamlit as st
 from cvdemo import limits, uploads
 from cvdemo.data import AUGMENT_PRESETS, SOURCES, decode_image
 from cvdemo.errors import CvdemoError
-from pages.ui import cached, charts, state, widgets
+from pages.ui import audit_view, cached, charts, state, widgets
 
 KINDS = {"digits": "Built-in digits", "torchvision": "A torchvision set", "zip": "A zip file",
          "images": "Image files", "folder": "A folder on this computer"}
@@ -103,7 +103,8 @@ except CvdemoError as e:
     st.stop()
 
 classes, sizes = overview["classes"], overview["sizes"]
-state.update_draft(data={"source": source, **({"skip_bad": True} if overview["skipped"] else {})})
+state.update_draft(data={"source": source, **({"skip_bad": True} if overview["skipped"] else {}),
+                         **({"exclude": []} if source != current else {})})  # a list for other data would mislead
 st.session_state[state.KEY_DATA_INFO] = {"kind": kind, "source": source, "label": label,
                                          "classes": len(classes), "channels": overview["channels"],
                                          "image_size": overview["image_size"]}  # shared size (H, W), or None
@@ -172,3 +173,6 @@ grid = st.columns(2)
 for i, (preset, note) in enumerate(shown):
     grid[i % 2].image(charts.tile(preview[preset], min_side=88), width="content",
                       caption=note if preset == "yours" else f"{preset}: {note}")
+
+st.subheader("Check this data")
+audit_view.section(source, overview["image_size"][0] if overview["image_size"] else None, state.draft(), builtin)

@@ -4,6 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from cvdemo.audit.store import run_data_warning
 from cvdemo.evaluate import SPLITS, samples_in_cell
 from cvdemo.run_list import runs_with_weights
 from pages.ui import cached, charts, state, widgets
@@ -46,6 +47,9 @@ cols[3].metric("calibration error (ECE)", f"{result.ece:.3f}", help="average gap
 cols[4].metric("loss", f"{result.loss:.3f}", help="mean cross-entropy in nats: lower is better")
 st.caption(f"{result.n:,} {SPLIT_NAMES[split].split(' ')[0]} images · {k} classes · weights from "
            f"{result.predictions.checkpoint}.pt")
+leak_note = run_data_warning(run.path)  # a small file read: what a data check found about this run's data
+if leak_note and split != "train":
+    st.warning(leak_note, icon=":material/content_copy:")
 
 
 def confusion_chart() -> alt.LayerChart:

@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "train": ("cvdemo.train", "cvdemo.predict"),
     # cvdemo.explain and cvdemo.report are packages: each pattern covers every module in them.
     "analysis": ("cvdemo.evaluate", "cvdemo.embed", "cvdemo.explain", "cvdemo.filters", "cvdemo.plots",
-                 "cvdemo.report", "cvdemo.export", "cvdemo.compare", "cvdemo.augment_preview"),
+                 "cvdemo.report", "cvdemo.export", "cvdemo.compare", "cvdemo.augment_preview", "cvdemo.audit"),
     "faces": ("cvdemo.cli*", "cvdemo.bench*", "cvdemo.__main__"),
 }
 # data and models are peers: each may use the other, as long as no cycle forms.

@@ -48,9 +48,9 @@ class Layout:
 
 def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: int,
                 limit_train: int | None, limit_test: int | None, image_size: int | None,
-                skip_bad: bool, max_pixels: int | None = None) -> DataBundle:
+                skip_bad: bool, max_pixels: int | None = None, exclude: Sequence[str] = ()) -> DataBundle:
     """Load an image folder or a .zip of one (see the module docstring for the layouts); images over
-    `max_pixels` (None: `limits.max_pixels()`) are refused."""
+    `max_pixels` (None: `limits.max_pixels()`) are refused; `exclude`d files are left out (`excluded_names`)."""
     if max_pixels is None:
         max_pixels = limits.max_pixels()
     if path.is_dir():
@@ -64,6 +64,9 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
     else:
         raise DataError(f"{path} is neither a folder nor a .zip file: point to an image folder or a zip of one")
     files, dirs = reader.list()
+    if exclude:
+        drop = excluded_names(exclude)
+        files = [f for f in files if f not in drop]
     layout = find_layout(files, dirs, reader.label)
 
     def pool(split: str) -> tuple[list[str], np.ndarray]:
@@ -109,6 +112,14 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
                             f"{len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} (e.g. {skipped[0]}): "
                             f"replace those files or remove the class folder")
     return DataBundle(path.name, layout.classes, sets["train"], sets["val"], sets["test"], channels, skipped)
+
+
+def excluded_names(exclude: Sequence[str]) -> set[str]:
+    """Relative '/'-separated file names from a config's `exclude` entries, which are URL-encoded so that a
+    name with spaces or commas survives a comma-separated form field (urllib.parse.quote, '/' kept)."""
+    from urllib.parse import unquote
+
+    return {unquote(e).strip("/") for e in exclude}
 
 
 def find_layout(files: Sequence[str], dirs: Sequence[str], label: str) -> Layout:

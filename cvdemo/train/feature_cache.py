@@ -7,6 +7,7 @@ the backbone's output is the same every epoch, so it is computed once and the he
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -31,9 +32,11 @@ def can_cache_features(config: RunConfig, setup: Setup) -> bool:
 
 @torch.no_grad()
 def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
-                batch_size: int = 256, meter: Phase | None = None) -> torch.Tensor:
+                batch_size: int = 256, meter: Phase | None = None,
+                on_images: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
     """The frozen model's input to its head for every image, in order: float (N, D) on the device.
-    `meter`: told of each batch's images (the progress of the feature-cache phase)."""
+    `meter`: told of each batch's images (the progress of the feature-cache phase). `on_images`: called with
+    each batch's uint8 (B, C, H, W) pixels as loaded, so a caller can look at them without decoding twice."""
     was_training = setup.model.training
     setup.model.eval()
     try:
@@ -41,6 +44,8 @@ def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dty
             done = 0
             for x, _ in make_loader(images, batch_size=batch_size, shuffle=False,
                                     pin_memory=setup.device.type == "cuda"):
+                if on_images is not None:
+                    on_images(x)
                 with torch.autocast(setup.device.type, dtype=amp or torch.float32, enabled=amp is not None):
                     setup.model(setup.prepare(x))
                 # fp32 as soon as seen (autocast may hand the head bf16), as the whole cache is kept

@@ -68,7 +68,7 @@ def load_data(config: RunConfig) -> Any:
     with distributed.local_main_first():
         return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
                             seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
-                            image_size=image_size, skip_bad=d.skip_bad)
+                            image_size=image_size, skip_bad=d.skip_bad, exclude=d.exclude)
 
 
 def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
@@ -115,6 +115,9 @@ def check_before_run(config: RunConfig) -> None:
     spec = get_spec(config.model.name)  # ModelError: unknown model, with the close names
     if not is_builtin(config.data.source):
         check_source(config.data.source)
+    elif config.data.exclude:
+        raise ConfigError(f"data.exclude lists files of a folder or zip; the built-in {config.data.source} has "
+                          "none: clear the list")
     group_settings([name for name, _ in spec.groups], config)
     check_input_size(config, config.data.image_size or spec.input_size)
     if config.model.pretrained:

@@ -34,6 +34,13 @@ KEY_DATA_IMAGES = "data_images"
 KEY_DATA_CLASS = "data_class:"         # + index: class name typed for an uploaded image
 KEY_DATA_MAKE = "data_make"
 KEY_DATA_FOLDER = "data_folder"
+KEY_AUDIT_RUN = "audit_run"            # "Check this data"
+KEY_AUDIT_FOR = "audit_for"            # the arguments of the data check whose results the page shows
+KEY_AUDIT_REPORT = "audit_report"      # its cvdemo.audit.AuditReport (holds the loaded images it draws)
+KEY_AUDIT_ORDER = "audit_order"        # lowest scores first in the check's galleries
+KEY_AUDIT_CSV = "audit_csv"            # the findings' CSV download
+KEY_AUDIT_EXCLUDE_KINDS = "audit_exclude_kinds"  # kinds of findings whose files may be left out of training
+KEY_AUDIT_EXCLUDE = "audit_exclude"    # leave them out: writes the draft's data.exclude
 
 # -- Model ---------------------------------------------------------------------------------------
 KEY_MODEL_NAME = "model_name"
