@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from cvdemo.audit.store import run_data_warning
-from cvdemo.evaluate import SPLITS, samples_in_cell
-from cvdemo.run_list import runs_with_weights
+from cvdemo.evaluate import SPLITS, Evaluation, samples_in_cell
+from cvdemo.run_list import run_labels, runs_with_weights
 from pages.ui import cached, charts, state, widgets
 
 SPLIT_NAMES = {"test": "test (held out)", "val": "validation", "train": "training"}
@@ -52,12 +52,13 @@ if leak_note and split != "train":
     st.warning(leak_note, icon=":material/content_copy:")
 
 
-def confusion_chart() -> alt.LayerChart:
-    """The row-normalised matrix as a heat map, counts written in the cells; a click selects a cell."""
+def confusion_chart(result: Evaluation, size: int = 560, clickable: bool = True) -> alt.LayerChart:
+    """The row-normalised matrix as a heat map, counts written in the cells, about `size` pixels a side;
+    a click selects a cell when `clickable`."""
     rows = [{"t": t, "p": p, "true class": names[t], "predicted class": names[p],
              "images": int(result.confusion[t, p]), "share": float(result.confusion_normalized[t, p])}
             for t in range(k) for p in range(k)]
-    cell = max(8, min(52, 560 // k))
+    cell = max(8, min(52, size // k))
     click = alt.selection_point(name=state.SELECT_CELL, fields=["t", "p"], on="click")
     short = max(len(n) for n in names) <= 3
     axis = alt.Axis(labels=k <= 40, labelLimit=110, labelFontSize=13 if k <= 15 else 10, titleFontSize=14)
@@ -67,10 +68,12 @@ def confusion_chart() -> alt.LayerChart:
         x=alt.X("predicted class:N", sort=names, axis=x_axis),
         y=alt.Y("true class:N", sort=names, axis=axis),
         tooltip=["true class", "predicted class", "images", alt.Tooltip("share:Q", format=".1%", title="share of row")])
-    heat = base.mark_rect().encode(
-        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None),
-        stroke=alt.when(click, empty=False).then(alt.value("#dc2626")).otherwise(alt.value("white")),
-        strokeWidth=alt.when(click, empty=False).then(alt.value(4)).otherwise(alt.value(1))).add_params(click)
+    heat = base.mark_rect(stroke="white", strokeWidth=1).encode(
+        color=alt.Color("share:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), legend=None))
+    if clickable:  # the clicked cell outlined in red (a chart may only name a selection it defines)
+        heat = heat.encode(
+            stroke=alt.when(click, empty=False).then(alt.value("#dc2626")).otherwise(alt.value("white")),
+            strokeWidth=alt.when(click, empty=False).then(alt.value(4)).otherwise(alt.value(1))).add_params(click)
     if k > 20:
         return heat
     text = base.mark_text(fontSize=15 if k <= 12 else 11).encode(
@@ -83,7 +86,7 @@ with matrix_col:
     st.subheader("Confusion matrix")
     st.caption("Rows: the true class; columns: what the network said. Darker = a larger share of that row; the "
                "numbers count images. The diagonal is right, everything else is a mix-up.")
-    event = st.altair_chart(confusion_chart(), on_select="rerun", selection_mode=state.SELECT_CELL,
+    event = st.altair_chart(confusion_chart(result), on_select="rerun", selection_mode=state.SELECT_CELL,
                             key=f"{state.KEY_EVAL_MATRIX}{run.id}:{split}")
 with cell_col:
     points = charts.selected(event, state.SELECT_CELL) or []
@@ -155,3 +158,28 @@ else:
     charts.gallery(cached.split_images(str(run.path), split, tuple(w["index"] for w in wrong)),
                    [f"{names[w['true']][:14]} → {names[w['pred']][:14]} · {w['confidence']:.0%}" for w in wrong],
                    width=112)
+
+
+st.subheader("Side by side with another run")
+others = [r for r in found if r.id != run.id]
+if not others:
+    st.caption("Train a second run on the same data to compare their mix-ups here.")
+    st.stop()
+other = widgets.run_picker(others, state.KEY_EVAL_OTHER, label="Compare with")
+try:
+    other_result = cached.evaluation(str(other.path), split, cached.checkpoint_stamp(other.path))
+except Exception as e:  # noqa: BLE001 - shown as one sentence, never a traceback
+    widgets.show_failure(e, f"evaluating run {other.id}")
+    st.stop()
+if list(other_result.classes) != list(names) or other_result.n != result.n:
+    st.info("That run was trained on other data (other classes or another split size): its confusion matrix "
+            "cannot be set beside this one. Pick a run on the same data.", icon=":material/info:")
+    st.stop()
+labels = run_labels([run, other])
+for column, (r, res) in zip(st.columns(2, gap="large"), ((run, result), (other, other_result))):
+    with column:
+        st.markdown(f"**{labels[r.id]}** · top-1 {res.top1:.1%}")
+        st.altair_chart(confusion_chart(res, size=380, clickable=False), key=f"{state.KEY_EVAL_PAIR}{r.id}")
+changed = int((result.predictions.preds != other_result.predictions.preds).sum())
+st.caption(f"The same {result.n:,} images. The two runs disagree on {changed:,} of them; a cell darker on one "
+           "side is a mix-up that run makes more often.")

@@ -181,3 +181,22 @@ def test_explain_a_picked_test_image_and_a_broken_upload(finished_run):
     at.file_uploader(key=state.KEY_EXPLAIN_UPLOAD).set_value(("cat.png", b"not a picture", "image/png")).run()
     assert not at.exception, at.exception
     assert len(at.error) == 1 and "cat.png" in at.error[0].value
+
+
+def test_evaluate_sets_a_second_runs_confusion_matrix_beside_this_one(finished_run):
+    from cvdemo.config import RunConfig
+    from cvdemo.evaluate import evaluate_run
+    from cvdemo.train.job import run_training
+
+    cfg = RunConfig().replace(train={"epochs": 1, "lr": 0.0003}, name="one short epoch")
+    short = runs.create_run(runs.default_root(), cfg)
+    run_training(cfg, short)
+    at = on_page("pages/evaluate.py")
+    at.selectbox(key=state.KEY_EVAL_RUN).set_value(finished_run.name).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key=state.KEY_EVAL_OTHER).value == short.name
+    assert len(at.get("vega_lite_chart")) == 5          # this run's three charts and the two matrices side by side
+    a, b = evaluate_run(finished_run), evaluate_run(short)
+    assert any("one short epoch · started" in m.value and f"top-1 {b.top1:.1%}" in m.value for m in at.markdown)
+    differ = int((a.predictions.preds != b.predictions.preds).sum())
+    assert any(f"disagree on {differ:,} of them" in c.value for c in at.caption)
