@@ -8,8 +8,9 @@ from cvdemo import runs
 from cvdemo.checkpoint import checkpoint_path, has_checkpoint
 from cvdemo.compare import flat_config, result_rows
 from cvdemo.errors import CvdemoError
-from cvdemo.run_list import run_label, run_rows, short_name
-from pages.ui import charts, sharing, state, widgets
+from cvdemo.lesson_results import run_labels
+from cvdemo.run_list import run_label, run_rows
+from pages.ui import charts, comparison, sharing, state, widgets
 
 st.title("Runs")
 st.caption("Every training run on this computer, newest first. Pick a few to compare their curves and results.")
@@ -36,7 +37,8 @@ if chosen:
                                 "seconds": st.column_config.NumberColumn(format="%.0f")})
     st.download_button("Download this table (CSV)", table.to_csv(index=False), file_name="comparison.csv",
                        mime="text/csv", icon=":material/download:", key=state.KEY_COMPARE_CSV)
-    frame = charts.curves_frame({short_name(by_id[i]): runs.read_metrics(by_id[i].path) for i in chosen})
+    labels = run_labels([by_id[i].path for i in chosen])  # a run's name (a lesson arm's: what differs)
+    frame = charts.curves_frame({label: runs.read_metrics(by_id[i].path) for label, i in zip(labels, chosen)})
     log = st.toggle("Loss on a log scale", value=True, key=state.KEY_COMPARE_LOG,
                     help="each step up the axis is ten times the loss: a run stuck at 300 and one "
                          "that reached 0.05 both stay readable")
@@ -47,6 +49,7 @@ if chosen:
         charts.draw_curve(frame, "loss", by_run=True, height=300, log=log)
     st.caption("Solid lines: training; dashed: validation. Test accuracy is measured once, at the end, "
                "on images no run ever trained or chose a checkpoint on.")
+    comparison.outcome(list(zip(labels, [by_id[i].path for i in chosen])))
     picked = [by_id[i] for i in chosen]
     covers = sharing.report_key(picked)
     stored = st.session_state.get(state.KEY_REPORT)

@@ -1,5 +1,6 @@
 """Home: one-click lessons, what is running now, recent runs."""
 
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -7,10 +8,11 @@ import streamlit as st
 from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
+from cvdemo.lessons import list_lessons, load_lesson
 from cvdemo.progress import duration, progress
 from cvdemo.recipes import list_recipes, load_recipe
 from cvdemo.run_list import run_rows
-from pages.ui import state, widgets
+from pages.ui import comparison, state, widgets
 
 # One-click lessons: title -> (what to look at, the recipe it starts from, changes to that recipe).
 LESSONS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -53,6 +55,59 @@ for column, (title, (caption, _recipe, _changes)) in zip(st.columns(len(LESSONS)
                             width="stretch"):
             st.session_state[state.KEY_DRAFT] = lesson_config(title).to_dict()
             st.switch_page("pages/train.py")
+
+st.subheader("Lessons that compare")
+st.write("Each lesson asks one question and answers it with two to four runs that differ in one thing. "
+         "**Start** trains them all at once and draws their curves together below.")
+NEXT_PAGE = {"runs": "pages/compare.py", "evaluate": "pages/evaluate.py", "embeddings": "pages/embeddings.py",
+             "explain": "pages/explain.py", "train": "pages/train.py"}
+lessons = [load_lesson(name) for name in list_lessons()]
+for first in range(0, len(lessons), 3):
+    for column, lesson in zip(st.columns(3), lessons[first:first + 3]):
+        with column.container(border=True):
+            st.markdown(f"#### {lesson.title}")
+            st.write(lesson.question)
+            st.markdown(" · ".join(f"`{arm.label}`" for arm in lesson.arms))
+            st.caption(f"About {lesson.seconds:.0f} s for all {len(lesson.arms)} runs, measured on "
+                       f"{lesson.measured_on}." if lesson.seconds else "Not timed on this machine yet.")
+            start, change = st.columns(2)
+            if start.button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
+                            key=state.KEY_COMPARE_START + lesson.name, help="train every run of the lesson now"):
+                try:
+                    started = [[label, str(runs.launch(config, runs.default_root()))]
+                               for label, config in lesson.configs_for()]
+                except CvdemoError as e:
+                    widgets.show_error(e)
+                else:
+                    st.session_state[state.KEY_ACTIVE_LESSON] = {"lesson": lesson.name, "arms": started}
+            with change.popover("Change an arm", icon=":material/tune:", width="stretch"):
+                st.caption("Open one run's settings in the Train form, change them, and train it there.")
+                for i, arm in enumerate(lesson.arms):
+                    if st.button(arm.label, key=f"{state.KEY_COMPARE_ARM}{lesson.name}:{i}", width="stretch"):
+                        state.set_draft(arm.config)
+                        st.switch_page("pages/train.py")
+
+
+@st.fragment(run_every=2)
+def lesson_view() -> None:
+    """The lesson started from this page: its runs' curves as they grow, then how each ended and what it shows."""
+    active = st.session_state.get(state.KEY_ACTIVE_LESSON)
+    if not active:
+        return
+    lesson = load_lesson(active["lesson"])
+    arms = [(label, Path(run_dir)) for label, run_dir in active["arms"]]
+    st.subheader(f"Lesson: {lesson.title}")
+    st.write(lesson.question)
+    if lesson.note:
+        st.caption(f"What to watch: {lesson.note}")
+    log = st.toggle("Loss on a log scale", value=True, key=state.KEY_LESSON_LOG)
+    comparison.view(arms, [c for c in lesson.curves if c != "gradients"], log=log,
+                    dynamics="gradients" in lesson.curves)
+    st.page_link(NEXT_PAGE[lesson.page], label=f"Next: the {lesson.page.capitalize()} page",
+                 icon=":material/arrow_forward:")
+
+
+lesson_view()
 
 with st.expander("Recipes from the student reports: set one up on the Train page"):
     used = {recipe for _, recipe, changes in LESSONS.values() if not changes}

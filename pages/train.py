@@ -221,6 +221,11 @@ def live() -> None:
             st.caption("Accuracy is measured at the end of each epoch: none has finished"
                        + (" yet." if r.state in ACTIVE else "."))
     charts.draw_curve(frame, "learning rate", epochs=planned, height=180)
+    gradients = charts.dynamics_frame(metrics)
+    if not gradients.empty and st.toggle("Gradients inside the network", key=state.KEY_TRAIN_GRADIENTS,
+                                         help="per layer group, input at the top, the gradient norm at "
+                                              "every recorded step: a dark top row means a vanishing gradient"):
+        st.altair_chart(charts.gradient_heatmap(gradients), width="stretch")
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")
 

@@ -19,13 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("cvdemo", "cvdemo.errors", "cvdemo.limits", "cvdemo.config", "cvdemo.device", "cvdemo.checkpoint",
              "cvdemo.runs", "cvdemo.run_list", "cvdemo.progress", "cvdemo.share", "cvdemo.recipes",
-             "cvdemo.health"),
+             "cvdemo.health", "cvdemo.lessons"),
     "data": ("cvdemo.data", "cvdemo.uploads"),
     "models": ("cvdemo.models",),
     "train": ("cvdemo.train", "cvdemo.predict"),
     # cvdemo.explain and cvdemo.report are packages: each pattern covers every module in them.
     "analysis": ("cvdemo.evaluate", "cvdemo.embed", "cvdemo.explain", "cvdemo.filters", "cvdemo.plots",
-                 "cvdemo.report", "cvdemo.export", "cvdemo.compare", "cvdemo.augment_preview", "cvdemo.audit"),
+                 "cvdemo.report", "cvdemo.export", "cvdemo.compare", "cvdemo.augment_preview", "cvdemo.audit",
+                 "cvdemo.lesson_results"),
     "faces": ("cvdemo.cli*", "cvdemo.bench*", "cvdemo.__main__"),
 }
 # data and models are peers: each may use the other, as long as no cycle forms.

@@ -30,6 +30,7 @@ from cvdemo.models import get_module
 from cvdemo.progress import listening, phase, status_listener
 from cvdemo.train import distributed
 from cvdemo.train.callbacks import CancelOnSignal, EarlyStop, EarlyStopping, RunWriter
+from cvdemo.train.dynamics import Dynamics
 from cvdemo.train.feature_cache import can_cache_features, feature_batches
 from cvdemo.train.groups import group_table, optimizer_param_groups
 from cvdemo.train.lr_finder import lr_find
@@ -153,7 +154,7 @@ def _run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None,
                           head_only=summary["cached_features"],
                           start_epoch=start_epoch, step=step, seed=t.seed, mixup=t.mixup, cutmix=t.cutmix,
                           accumulate=t.accumulate, clip_grad_norm=t.clip_grad_norm,
-                          amp_dtype=amp, callbacks=[*([RunWriter(run_dir, config, setup, history)]
+                          amp_dtype=amp, callbacks=[*([RunWriter(run_dir, config, setup, history), Dynamics(run_dir)]
                                                       if distributed.is_main() else []),  # torchrun: rank 0 writes
                                                     CancelOnSignal(),
                                      *([EarlyStopping(t.best_metric, t.early_stop, history)] if t.early_stop else []),

@@ -153,7 +153,7 @@ def curves_frame(metrics_by_run: dict[str, list[dict]]) -> Any:
 
 
 def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: bool = False,
-                height: int = 260, log: bool = False) -> Any:
+                height: int = 260, log: bool = False, names: list[str] | None = None) -> Any:
     """An Altair line chart of one metric against epoch: train/validation as colours (one run) or
     runs as colours and splits as dashes (several runs). Legends sit on the right: Streamlit's theme
     pads a title or a top legend generously, out of the plot's `height`.
@@ -162,7 +162,8 @@ def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: b
     it the axis ends at the last point recorded, so a run cancelled at 7 of 200 epochs fills the width.
     `log`: a logarithmic value axis, so a run whose loss stayed at 300 does not flatten a good one at 0.
     Colours come from `RUN_COLOURS` in the order the runs appear in `frame`: the same run has the same
-    colour in every chart drawn from one frame."""
+    colour in every chart drawn from one frame. `names`: every run to list in the legend, in colour order,
+    also those with nothing recorded yet (a lesson's queued arm keeps its colour from the start)."""
     import altair as alt
 
     data = frame[frame["metric"] == metric]
@@ -172,7 +173,7 @@ def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: b
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=metric == "learning rate")
     x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0, nice=False)
     if by_run:
-        names = list(dict.fromkeys(frame["run"]))
+        names = names or list(dict.fromkeys(frame["run"]))
         colours = alt.Scale(domain=names, range=[RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(names))])
     else:  # the legend names only the splits drawn (the learning rate has no validation line), colours fixed
         splits = ("train", "validation")
@@ -197,6 +198,36 @@ def draw_curve(frame: Any, metric: str, **options: Any) -> None:
     """A bold heading and the chart of one metric (see curve_chart)."""
     st.markdown(f"**{metric.capitalize()}**")
     st.altair_chart(curve_chart(frame, metric, **options), width="stretch")
+
+
+def dynamics_frame(records: list[dict]) -> Any:
+    """Long table (step, epoch, group, order, grad_norm, weight_norm, update_ratio) of a run's "dynamics"
+    records (cvdemo.train.dynamics): one row per layer group per recorded step; `order` 0 is the stem."""
+    import pandas as pd
+
+    rows = [{"step": m["step"], "epoch": m.get("epoch"), "group": name, "order": i, **values}
+            for m in records if m.get("kind") == "dynamics"
+            for i, (name, values) in enumerate((m.get("groups") or {}).items())]
+    return pd.DataFrame(rows, columns=["step", "epoch", "group", "order", "grad_norm", "weight_norm", "update_ratio"])
+
+
+def gradient_heatmap(frame: Any, value: str = "grad_norm", height: int = 220,
+                     domain: tuple[float, float] | None = None) -> Any:
+    """Layer groups (stem at the top) x recorded steps, coloured by `value` on a log scale: a column that
+    fades towards the top is a gradient vanishing on its way back to the first layers. `domain`: the
+    (lowest, highest) value the colours span, the same for heat maps drawn side by side."""
+    import altair as alt
+
+    data = frame[frame[value].notna() & (frame[value] > 0)]
+    scale = alt.Scale(type="log", scheme="viridis", **({"domain": list(domain)} if domain else {}))
+    titles = {"grad_norm": "gradient norm", "weight_norm": "weight norm", "update_ratio": "update / weight"}
+    order = list(dict.fromkeys(frame.sort_values("order")["group"]))
+    return alt.Chart(data, height=height).mark_rect().encode(
+        x=alt.X("step:O", title="optimisation step", axis=alt.Axis(labelAngle=0, labelOverlap=True)),
+        y=alt.Y("group:N", sort=order, title=None),
+        color=alt.Color(f"{value}:Q", title=titles[value], scale=scale,
+                        legend=alt.Legend(orient="right", format=".1~e")),
+        tooltip=["group", "step", alt.Tooltip(f"{value}:Q", format=".3g")])
 
 
 def lr_finder_chart(lrs: list[float], losses: list[float], suggested: float, height: int = 300) -> Any:

@@ -24,6 +24,10 @@ KEY_LESSON_START = "lesson_start:"     # + lesson title: one-click "Start" butto
 KEY_LESSON_EDIT = "lesson_edit:"       # + lesson title: "change settings first" buttons
 KEY_RECIPE = "recipe"                  # the report recipe picked
 KEY_RECIPE_OPEN = "recipe_open"
+KEY_COMPARE_START = "compare_lesson_start:"  # + lesson name: "Start all arms" on a comparison lesson's card
+KEY_COMPARE_ARM = "compare_lesson_arm:"      # + lesson name + ":" + arm index: "change this arm first"
+KEY_ACTIVE_LESSON = "active_lesson"    # {"lesson": name, "arms": [[label, run folder], ...]} started from Home
+KEY_LESSON_LOG = "lesson_log"          # the lesson view's loss on a log scale
 
 # -- Data ----------------------------------------------------------------------------------------
 KEY_DATA_KIND = "data_kind"            # where the images come from
@@ -61,6 +65,7 @@ KEY_MODEL_SIZE = "model_use_size"          # the "Use image size N" button
 KEY_LR_FIND_START = "lr_find_start"    # the form's "Find a learning rate" button
 KEY_LR_FIND = "lr_find"                # background.BackgroundTask of the LR finder (about = the form's settings)
 KEY_LR_USE = "lr_use"                  # "Use this rate": puts the suggestion in the form's lr field
+KEY_TRAIN_GRADIENTS = "train_gradients"  # show the watched run's per-layer-group gradient heat map
 
 # -- Runs ----------------------------------------------------------------------------------------
 KEY_SELECTED_RUN = "selected_run"      # run id picked for download / delete
