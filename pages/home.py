@@ -44,13 +44,14 @@ for column, (title, (caption, _recipe, _changes)) in zip(st.columns(len(LESSONS)
         st.caption(caption)
         start, customise = st.columns(2)
         if start.button("Start", type="primary", icon=":material/play_arrow:", key=state.KEY_LESSON_START + title,
-                        help="train now with the lesson's settings", width="stretch"):
+                        help="train now with the lesson's settings, and watch it on the Train page", width="stretch"):
             try:
                 run_dir = runs.launch(lesson_config(title), runs.default_root())
-                st.session_state[state.KEY_WATCH_RUN] = run_dir.name
-                st.success(f"Started run {run_dir.name}: open **Train** to watch its curves.")
             except CvdemoError as e:
                 widgets.show_error(e)
+            else:
+                st.session_state[state.KEY_WATCH_RUN] = run_dir.name  # the Train page opens watching it
+                st.switch_page("pages/train.py")
         if customise.button("Change settings first", icon=":material/tune:", key=state.KEY_LESSON_EDIT + title,
                             width="stretch"):
             st.session_state[state.KEY_DRAFT] = lesson_config(title).to_dict()

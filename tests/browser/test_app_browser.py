@@ -113,11 +113,16 @@ def test_classify_the_cat_photo_with_the_pretrained_network(server, page, cat_pn
     screenshot(page, "classify")
 
 
-def test_home_lesson_starts_a_run_shown_as_running(server, page):
+def test_home_lesson_opens_the_train_page_watching_its_run(server, page):
     page.goto(server["url"])
     title(page, "image classification playground")
     page.get_by_role("button", name="Start", exact=True).first.click()
-    page.get_by_text("Started run").wait_for(timeout=30_000)
+    title(page, "Train")                                   # the lesson's run, watched where its curves grow
+    page.get_by_test_id("stMetricLabel").filter(has_text="epochs done").wait_for(timeout=60_000)
+    page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d+ / 10$")).wait_for(timeout=30_000)
+    settle(page)
+    screenshot(page, "home-lesson-opens-train")
+    go(page, "Home", "image classification playground")
     page.get_by_text("Running now (1)").wait_for(timeout=30_000)
     page.get_by_test_id("stProgress").first.wait_for(timeout=30_000)
     settle(page)
