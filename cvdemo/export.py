@@ -416,3 +416,17 @@ class ExportedClassifier(Classifier):
     def probabilities(self, images: list[Image.Image]) -> torch.Tensor:
         """Probabilities (N, classes); one call per image, since images may differ in size."""
         return torch.cat([self.model(self.to_input(im)) for im in images])
+
+
+def export_zip(run_dir: str | Path, fmt: str = "torchscript") -> tuple[bytes, dict[str, Any]]:
+    """The export of `export_run` as one zip (the model file and its two cards) in memory, for a download
+    button; returns the zip's bytes and the card."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="cvdemo-export-") as tmp:
+        card = export_run(run_dir, tmp, fmt)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for path in sorted(Path(tmp).iterdir()):
+                z.write(path, path.name)
+    return buf.getvalue(), card

@@ -313,6 +313,33 @@ def launch(config: RunConfig, root: Path | str | None = None) -> RunDir:
     return run_dir
 
 
+RESUMABLE = ("cancelled", "interrupted", "failed")
+
+
+def check_resumable(run_dir: RunDir) -> None:
+    """CvdemoError unless the run stopped early (cancelled, interrupted, failed) after a finished epoch."""
+    run_dir = Path(run_dir)
+    state = read_status(run_dir).get("state", "failed")
+    if state not in RESUMABLE:
+        raise CvdemoError(f"run {run_dir.name} is {state}; only cancelled, interrupted or failed runs resume")
+    if not (run_dir / "last.pt").exists():
+        raise CvdemoError(f"run {run_dir.name} has no finished epoch to resume from; start it again instead")
+
+
+def resume_in_background(run_dir: RunDir) -> None:
+    """Continue a stopped run from its last finished epoch in a process of its own (`cvdemo train --resume`),
+    as `launch` starts a new one; its output is appended to the run's log.txt."""
+    import subprocess
+    import sys
+
+    run_dir = Path(run_dir)
+    check_resumable(run_dir)  # the process checks again; this is for the one-sentence error here
+    with open(run_dir / "log.txt", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "cvdemo", "train", "--resume", str(run_dir)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    write_json(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "time": time.time()})
+
+
 class CancelledWhileQueued(CvdemoError):
     """SIGTERM reached a background run that was still waiting for a free training slot."""
 

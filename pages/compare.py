@@ -89,11 +89,46 @@ else:
         color=alt.Color("model:N", legend=alt.Legend(orient="right", title=None)), tooltip=["run", "setting", "test top-1"])
     st.altair_chart(chart, width="stretch")
 
-st.subheader("Download or delete a run")
+st.subheader("Resume, export, download or delete a run")
 with_weights = [r.id for r in found if has_checkpoint(r.path)]
 run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=state.KEY_SELECTED_RUN,
                       index=list(by_id).index(with_weights[0]) if with_weights else 0)
 r = by_id[run_id]
+resume_col, export_col = st.columns(2)
+with resume_col:
+    if r.state in runs.RESUMABLE and (r.path / "last.pt").exists():
+        if st.button(f"Resume from epoch {r.epochs_done}", icon=":material/resume:", key=state.KEY_RESUME,
+                     help="continue where it stopped, in the background, with the same settings"):
+            try:
+                runs.resume_in_background(r.path)
+            except CvdemoError as e:
+                widgets.show_error(e)
+            else:
+                st.session_state[state.KEY_WATCH_RUN] = r.id
+                st.switch_page("pages/train.py")  # watch it go on from where it stopped
+        st.caption(f"It stopped {r.state} after {r.epochs_done} of {r.epochs} epochs; resuming trains the rest.")
+    else:
+        st.caption("Resume is for runs that were cancelled, interrupted or failed after a finished epoch.")
+with export_col:
+    if has_checkpoint(r.path):
+        if st.button("Export for use elsewhere (TorchScript)", icon=":material/deployed_code:", key=state.KEY_EXPORT,
+                     help="one file that runs with PyTorch alone: resizing, normalisation and softmax inside, "
+                          "checked against the run on test images; with a model card"):
+            from cvdemo.export import export_zip  # torch and TorchScript: only when asked
+
+            try:
+                with st.spinner("Exporting and checking it against the run…"):
+                    st.session_state[state.KEY_EXPORTED] = (r.id, *export_zip(r.path))
+            except CvdemoError as e:
+                widgets.show_error(e)
+        exported = st.session_state.get(state.KEY_EXPORTED)
+        if exported and exported[0] == r.id:
+            _, data, card = exported
+            st.download_button("Download the export (zip)", data, file_name=f"{r.id}-torchscript.zip",
+                               mime="application/zip", icon=":material/download:", key=state.KEY_EXPORT_DOWNLOAD)
+            st.caption(f"model.pt, model_card.json and model_card.md; the exported model's answers differ from the "
+                       f"run's by at most {card['check']['max_abs_diff']:.1e} on {card['check']['images']} test "
+                       "images. `cvdemo predict model.pt photo.png` reads it.")
 left, right = st.columns(2)
 with left:
     if has_checkpoint(r.path):

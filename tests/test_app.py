@@ -360,6 +360,49 @@ def test_runs_page_offers_last_pt_of_a_run_that_never_saved_best_pt():
     assert any("last finished epoch" in c.value for c in at.caption)
 
 
+def test_runs_page_exports_a_run_as_a_zip_that_runs_without_cvdemo(finished_run):
+    import torch
+
+    at = on_page("pages/compare.py")
+    at.button(key=state.KEY_EXPORT).click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert "Download the export (zip)" in [b.proto.label for b in at.get("download_button")]
+    _, data, card = at.session_state[state.KEY_EXPORTED]
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        assert sorted(z.namelist()) == ["model.pt", "model_card.json", "model_card.md"]
+        module = torch.jit.load(io.BytesIO(z.read("model.pt")))
+    probs = module(torch.rand(2, 1, 8, 8))
+    assert probs.shape == (2, 10) and torch.allclose(probs.sum(1), torch.ones(2))
+    assert card["check"]["max_abs_diff"] < 1e-4 and card["classes"] == [str(i) for i in range(10)]
+
+
+@pytest.mark.slow
+def test_runs_page_resumes_a_cancelled_run_in_the_background_and_opens_train():
+    from cvdemo.train.job import run_training
+    from cvdemo.train.trainer import StopTraining
+
+    class StopAfterFirstEpoch:
+        def on_epoch_end(self, trainer, record):
+            raise StopTraining()
+
+    cfg = RunConfig().replace(train={"epochs": 3})
+    run_dir = runs.create_run(runs.default_root(), cfg)
+    run_training(cfg, run_dir, callbacks=[StopAfterFirstEpoch()])
+    assert runs.read_status(run_dir)["state"] == "cancelled" and (run_dir / "last.pt").exists()
+    at = on_page("pages/compare.py")
+    at.selectbox(key=state.KEY_SELECTED_RUN).set_value(run_dir.name).run()
+    assert at.button(key=state.KEY_RESUME).label == "Resume from epoch 1"
+    at.button(key=state.KEY_RESUME).click().run()
+    assert not at.exception and not at.error, texts(at, "error")
+    assert at.session_state[state.KEY_WATCH_RUN] == run_dir.name
+    deadline = time.time() + 120
+    while runs.read_status(run_dir)["state"] != "completed" and time.time() < deadline:
+        time.sleep(0.5)
+    assert runs.read_status(run_dir)["state"] == "completed"
+    epochs = [m["epoch"] for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
+    assert epochs == [1, 2, 3]  # the first epoch kept, the other two trained on
+
+
 def test_runs_delete_needs_confirmation_then_removes_the_folder(finished_run):
     at = on_page("pages/compare.py")
     assert at.button(key=state.KEY_DELETE).disabled

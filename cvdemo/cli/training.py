@@ -167,11 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = runs.resolve_run(args.resume, args.out)
         config = RunConfig.from_json_file(run_dir / "config.json")
-        state = runs.read_status(run_dir)["state"]
-        if state not in ("cancelled", "interrupted", "failed"):
-            raise CvdemoError(f"run {run_dir.name} is {state}; only cancelled, interrupted or failed runs resume")
-        if not (run_dir / "last.pt").exists():
-            raise CvdemoError(f"run {run_dir.name} has no finished epoch to resume from; start it again instead")
+        runs.check_resumable(run_dir)
         resume = True
     elif args.run_dir:  # a run folder prepared by runs.create_run (the app launches training this way)
         run_dir = Path(args.run_dir)
