@@ -43,7 +43,7 @@ def test_tensor_batches_keep_labels_on_the_features_device():
 def test_feature_batches_move_the_labels_with_the_features(monkeypatch):
     seen = {}
 
-    def head_inputs(setup, images, head, amp, batch_size=256, meter=None):
+    def head_inputs(setup, images, head, amp, batch_size=256, meter=None, runs_root=None):
         seen["cache_batch"] = batch_size
         return torch.empty(len(images.labels), 8, device="meta")
 

@@ -64,6 +64,7 @@ def load_audit_data(source: str, *, model: str = "efficientnet_lite0", image_siz
                     device: str = "auto", batch_size: int = 128) -> AuditData:
     """Load `source` (unreadable files skipped and listed) and compute everything the audit scores.
     `limit`: at most this many training images and this many validation and test images each (stratified)."""
+    from cvdemo import runs
     from cvdemo.device import amp_dtype
     from cvdemo.models.registry import get_module
     from cvdemo.train.feature_cache import head_inputs
@@ -86,8 +87,10 @@ def load_audit_data(source: str, *, model: str = "efficientnet_lite0", image_siz
         for _, images in splits:
             if len(images) == 0:
                 continue
+            # read from / kept in the runs' feature store, shared with `train --freeze backbone` on the same data
             feats.append(head_inputs(setup, images, head, amp, batch_size=batch_size, meter=meter,
-                                     on_images=lambda x: stats.append(pixel_stats(x.numpy()))).cpu().numpy())
+                                     on_images=lambda x: stats.append(pixel_stats(x.numpy())),
+                                     runs_root=runs.default_root()).cpu().numpy())
     extracted = time.perf_counter()
     items, labels, digests, facts = _describe(source, bundle, splits)
     features = np.concatenate(feats).astype(np.float32) if feats else np.zeros((0, 1), np.float32)

@@ -10,6 +10,7 @@ scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
     explain    explain (vs Captum, and integrated gradients' peak memory)
     embed      embed (t-SNE vs scikit-learn)
     concurrent concurrent (CPU runs side by side vs one after the other)
+    feature_store  feature-store (a frozen run that computes its features vs later runs that read them)
     app        app (latency in a headless Chromium vs a bare Streamlit app; not in `all`)
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from cvdemo.bench import app, concurrent, data, embed, explain, training
+from cvdemo.bench import app, concurrent, data, embed, explain, feature_store, training
 from cvdemo.bench.embed import bench_embed, tsne_points
 from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
 
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "inference": training.bench_inference,
     "classroom": training.bench_classroom,
     "frozen-features": training.bench_frozen_features,
+    "feature-store": feature_store.bench_feature_store,
     "explain": explain.bench_explain,
     "embed": embed.bench_embed,
     "concurrent": concurrent.bench_concurrent,

@@ -15,7 +15,19 @@ import os
 import sys
 
 from cvdemo import __version__
-from cvdemo.cli import analysis, attack, audit, bench, lessons, models, predict, runs, sharing, training
+from cvdemo.cli import (
+    analysis,
+    attack,
+    audit,
+    bench,
+    features,
+    lessons,
+    models,
+    predict,
+    runs,
+    sharing,
+    training,
+)
 from cvdemo.cli._common import Parser
 from cvdemo.cli._progress import StderrPhases
 from cvdemo.errors import CvdemoError
@@ -24,7 +36,7 @@ from cvdemo.progress import listening
 __all__ = ["build_parser", "main"]
 
 # In the order `cvdemo --help` lists the commands.
-COMMAND_MODULES = (models, training, lessons, bench, runs, predict, analysis, audit, attack, sharing)
+COMMAND_MODULES = (models, training, lessons, bench, runs, features, predict, analysis, audit, attack, sharing)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,9 +51,9 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
         with memory_phase("the frozen backbone's feature cache"), \
                 phase("features", "computing the frozen backbone's features", total) as meter:
             cached_train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed,
-                                           cache_batch=eval_batch, meter=meter)
+                                           cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
             cached_val = feature_batches(setup, setup.bundle.val, head, amp, eval_batch, False, t.seed,
-                                         cache_batch=eval_batch, meter=meter)
+                                         cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
         return head, (lambda x: x.to(setup.device, non_blocking=True)), cached_train, cached_val
     cuda = setup.device.type == "cuda"
     train_resident, val_resident = agreed_resident(config, setup)
