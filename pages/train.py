@@ -226,6 +226,12 @@ def live() -> None:
                                          help="per layer group, input at the top, the gradient norm at "
                                               "every recorded step: a dark top row means a vanishing gradient"):
         st.altair_chart(charts.gradient_heatmap(gradients), width="stretch")
+        value = st.segmented_control("Per layer group", list(charts.DYNAMICS_TITLES), default="update_ratio",
+                                     format_func=charts.DYNAMICS_TITLES.get, key=state.KEY_TRAIN_DYNAMICS)
+        st.altair_chart(charts.dynamics_lines(gradients, value or "update_ratio"), width="stretch")
+        st.caption("Update / weight: how much one step changes a group's weights, relative to their size; "
+                   "around 0.001 is the usual healthy range, far above means the rate is too high for that "
+                   "group, far below means it barely learns.")
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")
 

@@ -225,3 +225,20 @@ def test_gallery_keeps_eight_pixel_digits_sharp():
     tile = charts.framed(digit, 64)
     inside = tile[tile != 255]
     assert set(np.unique(inside)) <= set(np.unique(digit)) | {190}       # whole-pixel copies, no blur
+
+
+def test_train_page_draws_each_layer_groups_dynamics_as_lines_under_the_heat_map(finished_run):
+    at = on_page("pages/train.py")
+    at.selectbox(key=state.KEY_WATCH_RUN).set_value(finished_run.name).run()
+    before = len(specs(at))
+    at.toggle(key=state.KEY_TRAIN_GRADIENTS).set_value(True).run()
+    assert not at.exception, at.exception
+    drawn = specs(at)[before:]
+    assert len(drawn) == 2                                      # the heat map and the lines
+    lines = drawn[1]
+    assert lines["encoding"]["y"]["field"] == "update_ratio" and lines["encoding"]["y"]["scale"]["type"] == "log"
+    records = [m for m in runs.read_metrics(finished_run) if m.get("kind") == "dynamics"]
+    groups = list(records[0]["groups"])
+    assert groups == ["conv1", "conv2", "fc", "head"] and lines["encoding"]["color"]["sort"] == groups
+    at.segmented_control(key=state.KEY_TRAIN_DYNAMICS).set_value("grad_norm").run()
+    assert specs(at)[before + 1]["encoding"]["y"]["field"] == "grad_norm"

@@ -262,3 +262,22 @@ def selected(event: Any, name: str) -> Any:
     except (KeyError, TypeError):
         return None
     return value or None
+
+
+DYNAMICS_TITLES = {"grad_norm": "gradient norm", "weight_norm": "weight norm", "update_ratio": "update / weight"}
+
+
+def dynamics_lines(frame: Any, value: str, height: int = 220) -> Any:
+    """One line per layer group (stem to head, coloured in that order) of `value` against the step, on a
+    log axis: how the gradients, the weights or the size of each step relative to the weights move."""
+    import altair as alt
+
+    data = frame[frame[value].notna() & (frame[value] > 0)]
+    order = list(dict.fromkeys(frame.sort_values("order")["group"]))
+    return alt.Chart(data, height=height).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
+        x=alt.X("step:Q", title="optimisation step"),
+        y=alt.Y(f"{value}:Q", title=DYNAMICS_TITLES[value], scale=alt.Scale(type="log"),
+                axis=alt.Axis(format="~g")),
+        color=alt.Color("group:N", sort=order, title="layer group", scale=alt.Scale(scheme="viridis"),
+                        legend=alt.Legend(orient="right")),
+        tooltip=["group", "step", alt.Tooltip(f"{value}:Q", format=".3g")])

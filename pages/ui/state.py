@@ -65,6 +65,7 @@ KEY_MODEL_SIZE = "model_use_size"          # the "Use image size N" button
 KEY_LR_FIND_START = "lr_find_start"    # the form's "Find a learning rate" button
 KEY_LR_FIND = "lr_find"                # background.BackgroundTask of the LR finder (about = the form's settings)
 KEY_LR_USE = "lr_use"                  # "Use this rate": puts the suggestion in the form's lr field
+KEY_TRAIN_DYNAMICS = "train_dynamics"  # which per-group value the lines under the heat map show
 KEY_TRAIN_GRADIENTS = "train_gradients"  # show the watched run's per-layer-group gradient heat map
 
 # -- Runs ----------------------------------------------------------------------------------------
