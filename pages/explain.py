@@ -12,27 +12,32 @@ from cvdemo import limits, uploads
 from cvdemo.config import RunConfig
 from cvdemo.data import decode_image
 from cvdemo.errors import CvdemoError
-from cvdemo.explain import BY_NAME, FAMILY_NOTES, METHODS, by_family, estimate_seconds, model_view, overlay
+from cvdemo.explain import (
+    BY_NAME,
+    FAMILY_NOTES,
+    by_family,
+    estimate_seconds,
+    in_words,
+    layer_names,
+    model_view,
+    overlay,
+)
 from cvdemo.plots import display_size
 from cvdemo.run_list import run_label, runs_with_weights
 from pages.ui import attack_section, cached, charts, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
-METHOD_NAMES = {"gradcam": "Grad-CAM", "saliency": "Saliency", "integrated_gradients": "Integrated gradients",
-                "smoothgrad": "SmoothGrad", "occlusion": "Occlusion", "guided_backprop": "Guided backprop",
-                "guided_gradcam": "Guided Grad-CAM", "cam": "CAM", "input_x_gradient": "Input × gradient",
-                "deeplift": "DeepLIFT", "deeplift_shap": "DeepLIFT SHAP", "gradient_shap": "Gradient SHAP",
-                "smoothgrad_sq": "SmoothGrad²", "vargrad": "VarGrad", "deconvolution": "Deconvolution",
-                "gradcam_pp": "Grad-CAM++", "xgradcam": "XGrad-CAM", "eigencam": "Eigen-CAM", "layercam": "LayerCAM",
-                "hirescam": "HiResCAM", "scorecam": "Score-CAM", "ablationcam": "Ablation-CAM", "fullgrad": "FullGrad",
-                "feature_ablation": "Superpixel ablation", "shapley": "Shapley (superpixels)", "lrp": "LRP"}
-METHOD_HELP = " ".join(f"{family}: {note}." for family, note in FAMILY_NOTES.items())
 SLOW_SECONDS = 10.0  # warn before a method expected to take longer than this
+DEFAULT_METHODS = ("saliency", "gradcam")
+PER_ROW = 4  # maps side by side: big enough to see on a projector
 
 
-def method_label(name: str) -> str:
-    """'CAM · Grad-CAM++': the family first, so the list reads grouped by family."""
-    return f"{BY_NAME[name].family} · {METHOD_NAMES.get(name, name)}"
+def name(method: str) -> str:
+    return BY_NAME[method].display
+
+
+def family_key(family: str) -> str:
+    return f"{state.KEY_EXPLAIN_METHODS}:{family}"
 
 
 ANSWER = "answer"  # the target selector's first option: whatever class the network predicts
@@ -113,58 +118,85 @@ with settings_col:
                           format_func=lambda c: f"the network's answer ({guesses[0]['class']})" if c == ANSWER
                           else classes[c], help="why the network would say this class (type to search)")
     target = None if choice == ANSWER else int(choice)
-    methods = st.multiselect("Methods", list(METHODS), default=["gradcam", "saliency"], format_func=method_label,
-                             key=state.KEY_EXPLAIN_METHODS, help=METHOD_HELP)
-    with st.expander("What each method shows"):
-        st.markdown("\n".join(f"- **{family}** ({FAMILY_NOTES[family]}): " + "; ".join(
-            f"*{METHOD_NAMES.get(m.name, m.name)}* — {m.shows}" for m in members)
-            for family, members in by_family().items()))
     alpha = st.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key=state.KEY_EXPLAIN_ALPHA)
-    st.caption("Red = strong evidence for the class, blue = none. Under each map, two checks against random "
-               "maps just as smooth: **deletion**, the class's average probability while the hottest pixels are "
-               "greyed out first (lower is better), and **insertion**, while they are copied into a blurred copy "
-               "first (higher is better). Deletion alone can mislead when the object fills the photo. "
-               "**Infidelity** (how badly the map predicts the network's change under slight noise) and "
-               "**sensitivity** (how much the map itself changes when the photo barely does) are better "
-               "when lower. `cvdemo explain` adds **ROAD** (slower: how much more removing the hottest pixels "
-               "hurts than removing the coldest; higher is better).")
+
+# The methods are picked in a form: choosing eight costs one run (one pass, one progress bar), not eight.
+with st.form(f"{state.KEY_EXPLAIN_METHODS}_form", border=True):
+    st.markdown("**Methods** — pick any number, then press *Explain*. The **?** by a family says what it measures.")
+    families = by_family()
+    for family, members in families.items():
+        st.pills(family.capitalize() if family != "CAM" else family, [m.name for m in members], format_func=name,
+                 selection_mode="multi", key=family_key(family), help=FAMILY_NOTES[family],
+                 default=[m.name for m in members if m.name in DEFAULT_METHODS])
+    st.form_submit_button("Explain", type="primary", icon=":material/visibility:")
+methods = [m.name for members in families.values() for m in members
+           if m.name in (st.session_state.get(family_key(m.family)) or [])]
+with st.expander("What each method shows"):
+    st.markdown("\n".join(f"- **{family}** ({FAMILY_NOTES[family]}): " + "; ".join(
+        f"*{m.display}* — {m.description}" for m in members) for family, members in families.items()))
 
 if not methods:
-    st.info("Pick one or more methods to see their heat maps.", icon=":material/layers:")
+    st.info("Pick one or more methods above and press Explain to see their heat maps.", icon=":material/layers:")
 device = next(classifier.model.parameters()).device
 for method in [m for m in methods if BY_NAME[m].cost == "slow"]:
     if device.type == "cpu":
         seconds = estimate_seconds(classifier.model, classifier.to_input(image), method)
         if seconds > SLOW_SECONDS:
-            st.warning(f"{METHOD_NAMES[method]} runs about {BY_NAME[method].cost} on a CPU: roughly "
-                       f"{seconds:.0f} s for this network and image.", icon=":material/hourglass:")
-per_row = max(3, min(4, len(methods)))  # big enough to see on a projector, four at most side by side
-for row in range(0, len(methods), per_row):
-    for col, method in zip(st.columns(per_row, gap="medium"), methods[row:row + per_row]):
+            st.warning(f"{name(method)} is slow on a CPU: roughly {seconds:.0f} s for this network and image.",
+                       icon=":material/hourglass:")
+results: dict[str, dict | Exception] = {}
+if methods:
+    bar = st.progress(0.0)
+    for i, method in enumerate(methods):
+        bar.progress(i / len(methods), text=f"Explaining with {name(method)} · {i} of {len(methods)} maps done")
+        try:
+            results[method] = cached.explanation(classifier, key, image, method, target, arch)
+        except Exception as e:  # noqa: BLE001 - shown under its own map as one sentence
+            results[method] = e
+    bar.empty()
+    explained = next((r["explanation"] for r in results.values() if not isinstance(r, Exception)), None)
+    st.caption(("" if explained is None else f"Why **{classes[explained.target]}** "
+                f"({explained.target_prob:.0%})? ") + "Red = strong evidence for the class, blue = none. Each map "
+               "is checked against random maps just as smooth: when hiding the pixels it points at lowers the "
+               "network's confidence faster than hiding random ones, the map shows what the network really used.")
+for row in range(0, len(methods), PER_ROW):
+    for col, method in zip(st.columns(PER_ROW, gap="medium"), methods[row:row + PER_ROW]):
         with col:
-            try:
-                with st.spinner(f"{METHOD_NAMES[method]}…"):
-                    result = cached.explanation(classifier, key, image, method, target, arch)
-            except Exception as e:  # noqa: BLE001
-                st.markdown(f"**{METHOD_NAMES[method]}**")
-                widgets.show_failure(e, METHOD_NAMES[method])
+            result = results[method]
+            if isinstance(result, Exception):
+                st.markdown(f"**{name(method)}**")
+                widgets.show_failure(result, name(method))
                 continue
-            exp = result["explanation"]
-            st.image(overlay(view, exp.map, alpha=alpha), width="stretch")
-            f = result["faithfulness"]
-            st.markdown(f"**{METHOD_NAMES[method]}** · {classes[exp.target]} ({exp.target_prob:.0%}) · "
-                        f"{exp.seconds:.1f} s {VERDICT_BADGES[f.verdict()]}  \n"
-                        f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f} · "
-                        f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}  \n"
-                        + " · ".join(f"{name} {value:.3g}" for name, value in (
-                            ("infidelity", f.infidelity), ("sensitivity", f.sensitivity), ("ROAD", f.road))
-                            if value is not None))
+            exp, f = result["explanation"], result["faithfulness"]
+            st.image(overlay(view, exp.map, alpha=alpha), width="stretch", caption=name(method))
+            st.markdown(f"{VERDICT_BADGES[f.verdict()]} {exp.seconds:.1f} s")
+            st.caption(in_words(f))
+done_maps = {m: r for m, r in results.items() if not isinstance(r, Exception)}
+if done_maps:
+    with st.expander("The numbers behind the checks"):
+        st.dataframe(pd.DataFrame([{
+            "method": name(m), "seconds": r["explanation"].seconds,
+            "deletion": r["faithfulness"].deletion_auc, "deletion, random maps": r["faithfulness"].deletion_random_auc,
+            "insertion": r["faithfulness"].insertion_auc,
+            "insertion, random maps": r["faithfulness"].insertion_random_auc,
+            "infidelity": r["faithfulness"].infidelity, "sensitivity": r["faithfulness"].sensitivity}
+            for m, r in done_maps.items()]), hide_index=True, width="stretch",
+            column_config={c: st.column_config.NumberColumn(format="%.3f") for c in (
+                "seconds", "deletion", "deletion, random maps", "insertion", "insertion, random maps",
+                "infidelity", "sensitivity")})
+        st.caption("**Deletion**: the class's average probability while the map's hottest pixels are greyed out "
+                   "first (lower is better). **Insertion**: while they are copied into a blurred copy first "
+                   "(higher is better). Deletion alone can mislead when the object fills the photo. "
+                   "**Infidelity** (how badly the map predicts the network's change under slight noise) and "
+                   "**sensitivity** (how much the map itself changes when the photo barely does) are better when "
+                   "lower. `cvdemo explain` adds **ROAD** (slower: how much more removing the hottest pixels "
+                   "hurts than removing the coldest; higher is better).")
 
 if methods:
     st.subheader("Sanity check: does the map depend on what the network learned?")
     st.caption("The same method on the same network with random weights (Adebayo et al. 2018). A map that "
                "barely changes (rank correlation near 1) shows the image's edges, not the network's reasons.")
-    check_method = st.selectbox("Method to check", methods, format_func=method_label, key=state.KEY_EXPLAIN_SANITY)
+    check_method = st.selectbox("Method to check", methods, format_func=name, key=state.KEY_EXPLAIN_SANITY)
     try:
         with st.spinner("Explaining with random weights…"):
             check = cached.randomization(classifier, key, image, check_method, target, arch)
@@ -194,15 +226,20 @@ try:
     convs = module_paths(classifier.model, nn.Conv2d)  # where feature maps can be read, input side first
     filters_col, maps_col = st.columns([2, 3], gap="large")
     with filters_col:
+        plain = layer_names(classifier.model, arch)
         st.image(charts.filters_picture(weights), width="content",
-                 caption=f"the {len(weights)} filters of '{first}' ({'×'.join(map(str, weights.shape[1:]))})")
+                 caption=f"the {len(weights)} filters of the {plain.get(first, first)}, each "
+                         f"{'×'.join(map(str, weights.shape[1:]))} (in the code: '{first}')")
     with maps_col:
         layer = st.selectbox("Feature maps of layer", convs, key=state.KEY_EXPLAIN_MAPS_LAYER,
-                             help="every convolution of the network, from the pixels up")
+                             format_func=lambda p: f"{plain.get(p, p)}  —  {p}" if plain.get(p, p) != p else p,
+                             help="every convolution of the network, from the pixels up: its layer group, its "
+                                  "place in the group, then its name in the code")
         maps = cached.feature_maps_of(classifier, key, image, layer)
         shown = f"the {len(maps)} maps" if len(maps) <= 64 else f"64 of the {len(maps)} maps"
         st.image(charts.feature_maps_picture(maps), width="stretch",
-                 caption=f"{shown} of '{layer}' ({maps.shape[1]}×{maps.shape[2]} each), each on its own scale: "
+                 caption=f"{shown} of the {plain.get(layer, layer)}, {maps.shape[1]}×{maps.shape[2]} each, each on "
+                                 "its own scale: "
                          "bright = strong response")
 except (CvdemoError, RuntimeError, ValueError) as e:
     widgets.show_failure(e, "drawing the filters")

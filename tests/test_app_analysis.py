@@ -131,15 +131,34 @@ def digit_png(run_dir: Path, index: int = 0) -> tuple[bytes, int]:
     return buf.getvalue(), int(label)
 
 
-def test_explain_an_uploaded_image_with_a_run(finished_run):
-    from cvdemo.data import decode_image
-    from cvdemo.explain import explain_image, faithfulness, randomization_check
-    from cvdemo.predict import Classifier
+EIGHT = ["saliency", "input_x_gradient", "deeplift", "guided_backprop", "deconvolution", "gradcam", "gradcam_pp",
+         "eigencam"]
 
+
+def choose_methods(at: AppTest, methods: list[str]) -> AppTest:
+    """Pick `methods` in the Explain page's method form (one pills row per family) and press Explain."""
+    from cvdemo.explain import BY_NAME, FAMILIES
+
+    for family in FAMILIES:
+        at.pills(key=f"{state.KEY_EXPLAIN_METHODS}:{family}").set_value(
+            [m for m in methods if BY_NAME[m].family == family])
+    return at.button[0].click().run()   # the form's only button: Explain
+
+
+def explain_upload(finished_run) -> tuple[AppTest, bytes]:
     at = on_page("pages/explain.py")
     at.selectbox(key=state.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
-    data, label = digit_png(finished_run)
+    data, _ = digit_png(finished_run)
     at.file_uploader(key=state.KEY_EXPLAIN_UPLOAD).set_value(("digit.png", data, "image/png")).run()
+    return at, data
+
+
+def test_explain_an_uploaded_image_with_a_run(finished_run):
+    from cvdemo.data import decode_image
+    from cvdemo.explain import explain_image, faithfulness, in_words, randomization_check
+    from cvdemo.predict import Classifier
+
+    at, data = explain_upload(finished_run)
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
 
@@ -147,28 +166,49 @@ def test_explain_an_uploaded_image_with_a_run(finished_run):
     image = decode_image(data, "digit.png")
     top = clf.top([image], k=5)[0]
     assert any(m.value == f"### {top[0]['class']} · {top[0]['prob']:.0%}" for m in at.markdown)
+    # the picture, then saliency and Grad-CAM (the defaults, in catalogue order) named under their maps
+    assert galleries(at)[1:3] == [["Saliency"], ["Grad-CAM"]]
     exp = explain_image(clf, image, "gradcam", arch="lenet")
     f = faithfulness(clf.model, clf.to_input(image), exp, **cached.FAITHFULNESS)
-    notes = [m.value for m in at.markdown if m.value.startswith("**Grad-CAM**")]
-    assert len(notes) == 1 and f"deletion {f.deletion_auc:.3f} vs random {f.deletion_random_auc:.3f}" in notes[0]
-    assert f"insertion {f.insertion_auc:.3f} vs random {f.insertion_random_auc:.3f}" in notes[0]
-    assert f"infidelity {f.infidelity:.3g} · sensitivity {f.sensitivity:.3g}" in notes[0]
-    assert f.road is None and "ROAD" not in notes[0]  # the page leaves the slow ROAD score to the CLI
-    # the picture, Grad-CAM and saliency overlays, the sanity check's trained and random-weight maps,
-    # the first-layer filters, the feature maps
+    assert in_words(f) in [c.value for c in at.caption]   # the scores in words under the map
+    table = at.dataframe[0].value                           # and the numbers in the details
+    row = table[table["method"] == "Grad-CAM"].iloc[0]
+    assert row["deletion"] == pytest.approx(f.deletion_auc) and row["insertion"] == pytest.approx(f.insertion_auc)
+    assert row["deletion, random maps"] == pytest.approx(f.deletion_random_auc)
+    assert row["infidelity"] == pytest.approx(f.infidelity) and row["sensitivity"] == pytest.approx(f.sensitivity)
+    assert list(table["method"]) == ["Saliency", "Grad-CAM"] and "ROAD" not in table.columns  # ROAD: CLI only
+    # the picture, the two overlays, the sanity check's trained and random-weight maps, filters, feature maps
     assert len(galleries(at)) == 7
-    check = randomization_check(clf.model, clf.to_input(image), "gradcam", **exp.options)
+    check = randomization_check(clf.model, clf.to_input(image), "saliency", **explain_image(
+        clf, image, "saliency", arch="lenet").options)
     assert any(m.value.startswith(f"Rank correlation (Spearman) **{check['spearman']:.2f}**") for m in at.markdown)
+    # layers are named by their group first, the code name second
+    picker = at.selectbox(key=state.KEY_EXPLAIN_MAPS_LAYER)
+    assert picker.options == ["convolution 1  —  features.0", "convolution 2  —  features.3"]
 
     at.slider(key=state.KEY_EXPLAIN_ALPHA).set_value(0.9).run()   # re-blends the cached maps
     assert not at.exception and len(galleries(at)) == 7
+
+
+def test_explain_shows_all_eight_chosen_methods_with_their_names(finished_run):
+    from cvdemo.explain import BY_NAME
+
+    at, _ = explain_upload(finished_run)
+    at = choose_methods(at, EIGHT)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    names = [BY_NAME[m].display for m in EIGHT]
+    assert galleries(at)[1:9] == [[n] for n in names]        # eight maps, each with its name under it
+    assert list(at.dataframe[0].value["method"]) == names
+    assert at.selectbox(key=state.KEY_EXPLAIN_SANITY).options == names
+    assert len(at.get("progress")) == 0                      # the bar is gone once every map is drawn
 
 
 def test_explain_a_picked_test_image_and_a_broken_upload(finished_run):
     at = on_page("pages/explain.py")
     at.selectbox(key=state.KEY_EXPLAIN_WITH).set_value(str(finished_run)).run()
     at.segmented_control(key=state.KEY_EXPLAIN_INPUT).set_value("test").run()
-    at.multiselect(key=state.KEY_EXPLAIN_METHODS).set_value(["cam"]).run()
+    at = choose_methods(at, ["cam"])
     assert not at.exception, at.exception
     _, label = digit_png(finished_run, 3)
     at.number_input(key=state.KEY_EXPLAIN_PICK).set_value(3).run()

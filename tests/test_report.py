@@ -151,3 +151,30 @@ def test_literal_choices_in_the_cli_match_the_core():
 def test_cli_rejects_bad_counts(bad, digits_run, tmp_path):
     result = cvdemo("report", str(digits_run), "--out", str(tmp_path / "r.html"), bad)
     assert result.returncode == 2 and "must be at least" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_explains_each_image_with_two_methods_described_by_the_catalogue(digits_run, tmp_path):
+    from cvdemo.explain import BY_NAME
+
+    out = tmp_path / "two.html"
+    result = cvdemo("report", str(digits_run), "--out", str(out), "--explain", "2", "--gallery", "2",
+                    "--explain-methods", "gradcam,saliency")
+    assert result.returncode == 0, result.stderr
+    text = out.read_text(encoding="utf-8")
+    images = assert_self_contained(text)
+    assert headings(parse(text), text)[-1] == "Why? Grad-CAM and Saliency explanations"
+    part = text[text.index("Why? Grad-CAM and Saliency"):]
+    # curves, confusion, gallery, embedding, then per explained image: the input, a Grad-CAM and a saliency map
+    assert len(images) == 4 + 2 * 3
+    assert part.count("<figcaption>Grad-CAM</figcaption>") == part.count("<figcaption>Saliency</figcaption>") == 2
+    for m in ("gradcam", "saliency"):
+        assert html.escape(BY_NAME[m].description) in part, m
+    gradcam, saliency = images[5], images[6]   # the first image's two overlays differ: two real methods
+    assert gradcam.size == saliency.size and gradcam.tobytes() != saliency.tobytes()
+
+
+def test_cli_refuses_an_unknown_explanation_method_in_one_sentence(digits_run, tmp_path):
+    result = cvdemo("report", str(digits_run), "--out", str(tmp_path / "r.html"), "--explain-methods", "gradcam,magic")
+    assert result.returncode == 2 and "unknown explanation method magic" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "r.html").exists()

@@ -212,6 +212,7 @@ def print_catalogue() -> int:
         for m in methods:
             needs = ", ".join(w for w, yes in (("baseline", m.baseline), ("conv layer", m.conv_layer)) if yes)
             print(f"  {m.name:<21} {m.library}.{m.library_class:<21} {m.cost:<6} {needs or '-':<20} {m.shows}")
+            print(f"  {'':<21} {m.display}: {m.description}")
     return 0
 
 

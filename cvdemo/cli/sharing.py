@@ -22,7 +22,10 @@ def add_parsers(subparsers: Subparsers) -> None:
     p.add_argument("--title", help="heading of the report (default: from the runs)")
     p.add_argument("--split", default="test", choices=SPLITS, help="the split every metric is measured on")
     p.add_argument("--checkpoint", default="best", choices=CHECKPOINTS)
-    p.add_argument("--explain", type=int, default=3, help="images with a Grad-CAM overlay per run (0 = none)")
+    p.add_argument("--explain", type=int, default=3, help="images explained per run (0 = none)")
+    p.add_argument("--explain-methods", default="gradcam", metavar="A,B",
+                   help="explanation methods, comma-separated, one overlay each (default gradcam; "
+                        "`cvdemo explain --list` shows them all)")
     p.add_argument("--gallery", type=int, default=16, help="most confidently wrong images per run")
     p.add_argument("--embed-limit", type=int, default=1000, help="at most this many points in the PCA plot")
     p.add_argument("--robustness", action="store_true",
@@ -48,7 +51,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                               f"got {getattr(args, flag)}")
     options = ReportOptions(split=args.split, checkpoint=args.checkpoint, explain=args.explain,
                             gallery=args.gallery, embed_limit=args.embed_limit, device=args.device,
-                            robustness=args.robustness)
+                            robustness=args.robustness,
+                            explain_methods=tuple(m.strip() for m in args.explain_methods.split(",") if m.strip()))
     started = time.perf_counter()
     out = write_report(args.runs, args.out, title=args.title, options=options,
                        on_run=lambda d: print(f"reporting on run {Path(d).name} ...", file=sys.stderr))

@@ -43,6 +43,7 @@ Where things live, one concern per module:
     metrics       faithfulness: deletion / insertion curves against surrogate random maps
     sanity        the model-randomisation check (rank correlation with a randomly initialised copy)
     drawing       unit_heat, input_to_rgb, model_view, overlay (matplotlib imported on first use)
+    wording       in_words (the faithfulness checks in a student's words), layer_names ('stage 1 (first block)')
 """
 
 from cvdemo.explain.captum_methods import find_cam_layer
@@ -70,12 +71,13 @@ from cvdemo.explain.metrics import (
 from cvdemo.explain.sanity import RandomizationCheck, randomization_check, randomized_copy, rankdata, spearman
 from cvdemo.explain.session import BATCH_DEFAULTS, check_target, default_batch, explaining
 from cvdemo.explain.verb import Explanation, explain, explain_image
+from cvdemo.explain.wording import in_words, layer_names
 
 __all__ = [
     "BATCH_DEFAULTS", "BY_NAME", "CATALOGUE", "FAMILIES", "FAMILY_NOTES", "FIRST_PASS_CLEAN", "METHODS", "SIGNED",
     "Explanation", "Faithfulness", "MethodInfo", "RandomizationCheck",
     "accepted_options", "auc", "by_family", "catalogue_rows", "estimate_seconds", "forward_passes", "check_options", "check_target", "default_batch", "explain", "explain_image",
-    "explaining", "faithfulness", "find_cam_layer", "input_to_rgb", "model_view", "overlay",
+    "explaining", "faithfulness", "find_cam_layer", "in_words", "input_to_rgb", "layer_names", "model_view", "overlay",
     "perturbation_curve", "pixel_order", "random_like", "randomization_check", "randomized_copy", "rankdata",
     "spearman", "unit_heat",
 ]

@@ -61,9 +61,12 @@ figure img { display: block; max-width: 100%; height: auto; margin: 0 auto; }
 figure.narrow img, img.narrow { max-width: 640px; width: 100%; }
 figcaption { margin-top: 4px; text-align: center; }
 .gallery { display: flex; flex-wrap: wrap; gap: 14px; }
-figure.pair { border: 1px solid var(--line); border-radius: 8px; padding: 8px; margin: 0; width: 318px; }
-figure.pair figcaption { text-align: left; overflow-wrap: anywhere; }
-figure.pair div { display: flex; gap: 6px; }
+figure.pair { border: 1px solid var(--line); border-radius: 8px; padding: 8px; margin: 0; min-width: 318px;
+  max-width: 100%; }
+figure.pair > figcaption { text-align: left; overflow-wrap: anywhere; max-width: 630px; }
+figure.pair div { display: flex; flex-wrap: wrap; gap: 6px; }
+figure.pair figure.map { margin: 0; text-align: center; }
+figure.pair figure.map figcaption { font-size: 12px; }
 figure.pair img { width: 150px; height: 150px; object-fit: contain; margin: 0; }
 img.pixelated { image-rendering: pixelated; }
 code { background: var(--soft); padding: 0 3px; border-radius: 3px; font-size: 12px; }

@@ -67,7 +67,7 @@ class RunSection:
             h.part("Embedding (PCA of the features)", self.embedding),
         ]
         if self.options.explain > 0:
-            parts.append(h.part("Why? Grad-CAM explanations", self.explanations))
+            parts.append(h.part(f"Why? {self.method_names()} explanations", self.explanations))
         if self.options.robustness:
             parts.append(h.part("Robustness to adversarial noise", self.robustness))
         return (f'<section class="run" id="{h.e(self.anchor)}"><h2>{h.e(self.label)}</h2>'
@@ -75,6 +75,13 @@ class RunSection:
                 + (f'<br><span class="muted">run {h.e(self.run_dir.name)}</span>' if self.label != self.run_dir.name
                    else "") + "</p>"
                 + "".join(parts) + "</section>")
+
+    def method_names(self) -> str:
+        """'Grad-CAM', 'Grad-CAM and Saliency', 'Grad-CAM, Saliency and LRP': the explanation methods' names."""
+        from cvdemo.explain import BY_NAME
+
+        names = [BY_NAME[m].display for m in self.options.explain_methods]
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
     def headline(self) -> str:
         r = self.evaluation()
@@ -193,8 +200,11 @@ class RunSection:
         return picks + mistakes
 
     def explanations(self) -> str:
+        """Each picked image beside one overlay per method of `options.explain_methods`, described in the
+        catalogue's words; a method this network cannot run says why under the image instead."""
         from PIL import Image
 
+        from cvdemo.errors import CvdemoError
         from cvdemo.explain import BY_NAME, explain_image, model_view, overlay
         from cvdemo.plots import display_size
         from cvdemo.predict import Classifier
@@ -206,24 +216,33 @@ class RunSection:
         clf = Classifier.from_run(self.run_dir, r.predictions.checkpoint)
         arch = self.config.get("model", {}).get("name")
         names = r.classes
+        methods = [BY_NAME[m] for m in self.options.explain_methods]
         figures = []
         for index, image in zip(picks, r.images(picks)):
             a = image.numpy()
             pil = Image.fromarray(a[0], "L") if a.shape[0] == 1 else Image.fromarray(a.transpose(1, 2, 0), "RGB")
-            exp = explain_image(clf, pil, "gradcam", arch=arch)
             view = display_size(model_view(clf, pil), low=192, high=256)
+            overlays, failed, target, prob = [], [], None, 0.0
+            for m in methods:
+                try:
+                    exp = explain_image(clf, pil, m.name, arch=arch)
+                except CvdemoError as error:
+                    failed.append(f"{h.e(m.display)}: {h.e(error)}")
+                    continue
+                target, prob = exp.target, exp.target_prob
+                overlays.append(f'<figure class="map">{h.img(h.pil_png(overlay(view, exp.map, alpha=0.5)), f"{m.display} overlay")}'
+                                f"<figcaption>{h.e(m.display)}</figcaption></figure>")
             true = names[int(r.predictions.labels[index])]
-            predicted = names[exp.target]
-            verdict = "right" if true == predicted else "wrong"
+            said = f"predicted <b>{h.e(names[target])}</b> (p = {prob:.1%}, {'right' if names[target] == true else 'wrong'})" \
+                if target is not None else "no method could explain it"
             figures.append(
-                f'<figure class="pair"><div>{h.img(h.pil_png(view), "input image", "pixelated")}'
-                f'{h.img(h.pil_png(overlay(view, exp.map, alpha=0.5)), "Grad-CAM overlay")}</div>'
-                f"<figcaption>#{index}: true <b>{h.e(true)}</b>, predicted <b>{h.e(predicted)}</b> "
-                f"(p = {exp.target_prob:.1%}, {verdict})</figcaption></figure>")
+                f'<figure class="pair"><div><figure class="map">{h.img(h.pil_png(view), "input image", "pixelated")}'
+                f"<figcaption>input</figcaption></figure>{''.join(overlays)}</div>"
+                f"<figcaption>#{index}: true <b>{h.e(true)}</b>, {said}"
+                + "".join(f"<br>{f}" for f in failed) + "</figcaption></figure>")
+        described = "; ".join(f"<b>{h.e(m.display)}</b> shows {h.e(m.description)}" for m in methods)
         return (f'<div class="gallery">{"".join(figures)}</div>'
-                + h.note(f"Grad-CAM ({BY_NAME['gradcam'].shows}) at the architecture's last feature map, for the "
-                         "predicted class: red regions raised that class's score the most."))
-
+                + h.note(f"For the predicted class: red regions are the strongest evidence for it. {described}."))
 
     def robustness(self) -> str:
         """Top-1 on the split under an untargeted FGSM attack at a handful of epsilons (cvdemo.explain.attack)."""

@@ -50,6 +50,7 @@ KEY_AUDIT_EXCLUDE = "audit_exclude"    # leave them out: writes the draft's data
 KEY_MODEL_NAME = "model_name"
 KEY_MODEL_PRETRAINED = "model_pretrained"
 KEY_MODEL_FREEZE = "model_freeze"
+KEY_MODEL_SIZE = "model_use_size"          # the "Use image size N" button
 
 # -- Train ---------------------------------------------------------------------------------------
 KEY_FORM = "form:"                     # + "train.lr": the Train form's widgets (see form_key)
@@ -61,7 +62,6 @@ KEY_URL_SETTINGS = "url_settings"      # the query parameters the Train page las
 KEY_CONFIG_DOWNLOAD = "config_download"
 KEY_CONFIG_UPLOAD = "config_upload"
 KEY_CONFIG_UPLOADED = "config_uploaded"  # file id of the settings file already applied
-KEY_MODEL_SIZE = "model_use_size"          # the "Use image size N" button
 KEY_LR_FIND_START = "lr_find_start"    # the form's "Find a learning rate" button
 KEY_LR_FIND = "lr_find"                # background.BackgroundTask of the LR finder (about = the form's settings)
 KEY_LR_USE = "lr_use"                  # "Use this rate": puts the suggestion in the form's lr field

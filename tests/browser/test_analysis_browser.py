@@ -62,11 +62,10 @@ def test_explain_the_cat_photo_with_the_imagenet_network(server, page, cat_png):
     heading = page.locator("h3", has_text="·").first
     heading.wait_for(timeout=120_000)
     assert heading.inner_text().split("·")[0].strip() in IMAGENET_CATS
-    for method in ("Grad-CAM", "Saliency"):   # the default methods, each with its deletion check
-        page.get_by_test_id("stMarkdown").filter(has_text=f"{method} ·").filter(has_text="vs random") \
-            .first.wait_for(timeout=240_000)
-    page.get_by_text("filters of '_conv_stem'").wait_for(timeout=60_000)
-    page.get_by_text("maps of '_conv_stem'").wait_for(timeout=60_000)
+    for method in ("Saliency", "Grad-CAM"):   # the default methods, each named under its map
+        page.get_by_test_id("stImageCaption").filter(has_text=re.compile(f"^{method}$")).wait_for(timeout=240_000)
+    page.get_by_text("filters of the stem (on the pixels)").wait_for(timeout=60_000)
+    page.get_by_text("maps of the stem (on the pixels)").wait_for(timeout=60_000)   # the layer by its group
     # the photo, two overlays, the sanity check's trained and random-weight maps, the filters, the feature maps
     assert page.get_by_test_id("stImage").count() == 7
     settle(page, 1500)
