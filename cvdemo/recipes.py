@@ -53,15 +53,23 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.json"))
 
 
+def read_named_json(kind: str, name: str, folder: Path, command: str, names: list[str]) -> tuple[Path, Any]:
+    """The JSON of a shipped file named `name` in `folder` (or of the path `name` ending in .json), and its
+    path; ConfigError in one sentence when it is missing (naming `command`, which lists `names`) or not
+    valid JSON. Shared by recipes and lessons."""
+    path = Path(name) if name.endswith(".json") else folder / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"no {kind} named '{name}'; `{command}` lists them: {', '.join(names)}")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" (line {e.lineno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
+        raise ConfigError(f"{kind} {path.name} is not valid JSON{where}") from None
+
+
 def load_recipe(name: str) -> Recipe:
     """Read and validate a recipe by name (or a path to a recipe file)."""
-    path = Path(name) if name.endswith(".json") else RECIPE_DIR / f"{name}.json"
-    if not path.is_file():
-        raise ConfigError(f"no recipe named '{name}'; `cvdemo recipes` lists them: {', '.join(list_recipes())}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"recipe {path.name} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    path, raw = read_named_json("recipe", name, RECIPE_DIR, "cvdemo recipes", list_recipes())
     unknown = sorted(set(raw) - RECIPE_KEYS)
     if unknown:
         raise ConfigError(f"recipe {path.name} has an unknown key '{unknown[0]}'")

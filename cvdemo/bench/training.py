@@ -20,18 +20,14 @@ TEXTBOOK_DIGITS = Path(__file__).parent / "baselines" / "textbook_digits.py"
 
 
 def write_image_folder(root: Path, n: int = 2000, classes: int = 10, size: int = 32, seed: int = 0) -> Path:
-    """A train/<class>/*.png folder of synthetic colour images (a per-class colour and noise)."""
+    """A train/<class>/*.png folder of synthetic colour images (a per-class colour and noise), with a tiny
+    test/ split."""
     import numpy as np
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        c = i % classes
-        folder = root / "train" / f"class{c}"
-        folder.mkdir(parents=True, exist_ok=True)
-        base = np.array([(c * 37) % 256, (c * 91) % 256, (c * 53) % 256], dtype=np.float32)
-        img = np.clip(base + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(folder / f"{i}.png")
+    from cvdemo.bench.data import write_folder
+
+    write_folder(root, "PNG", size, n, classes=classes, seed=seed)
     for c in range(classes):  # a tiny test split so the folder has the two-split layout
         folder = root / "test" / f"class{c}"
         folder.mkdir(parents=True, exist_ok=True)

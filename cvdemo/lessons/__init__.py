@@ -23,14 +23,13 @@ from the finished runs by `cvdemo.lesson_results.lesson_outcome`.
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError
-from cvdemo.recipes import list_recipes, load_recipe
+from cvdemo.recipes import list_recipes, load_recipe, read_named_json
 
 __all__ = ["Arm", "Lesson", "LESSON_DIR", "CURVES", "PAGES", "list_lessons", "load_lesson", "parse_lesson"]
 
@@ -90,14 +89,7 @@ def list_lessons() -> list[str]:
 
 def load_lesson(name: str) -> Lesson:
     """Read and validate a lesson by name (or a path to a lesson file); ConfigError in one sentence if not."""
-    path = Path(name) if name.endswith(".json") else LESSON_DIR / f"{name}.json"
-    if not path.is_file():
-        raise ConfigError(f"no lesson named '{name}'; `cvdemo lesson list` lists them: {', '.join(list_lessons())}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        where = f" (line {e.lineno}: {e.msg})" if isinstance(e, json.JSONDecodeError) else ""
-        raise ConfigError(f"lesson {path.name} is not valid JSON{where}") from None
+    path, raw = read_named_json("lesson", name, LESSON_DIR, "cvdemo lesson list", list_lessons())
     return parse_lesson(raw, path.stem)
 
 
