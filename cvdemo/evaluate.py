@@ -189,6 +189,15 @@ def sample_images(run_dir: str | Path, split: str, indices: Iterable[int] | np.n
     return torch.stack([images[int(i)][0] for i in idx])
 
 
+def sample_files(run_dir: str | Path, split: str, indices: Iterable[int] | np.ndarray) -> list[str] | None:
+    """The file names (inside the run's folder or zip) of the given sample indices of a split, as
+    `data.exclude` knows them; None for data that has no files (the built-in and torchvision sets)."""
+    images, _ = load_split(run_dir, split)
+    if images.names is None:
+        return None
+    return [images.names[int(i)] for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+
+
 # -- metrics ---------------------------------------------------------------------------------------
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cvdemo.audit.store import run_data_warning
-from cvdemo.evaluate import SPLITS, Evaluation, samples_in_cell
+from cvdemo.config import RunConfig
+from cvdemo.evaluate import SPLITS, Evaluation, sample_files, samples_in_cell
 from cvdemo.run_list import run_labels, runs_with_weights
 from pages.ui import cached, charts, state, widgets
 
@@ -47,6 +47,8 @@ cols[3].metric("calibration error (ECE)", f"{result.ece:.3f}", help="average gap
 cols[4].metric("loss", f"{result.loss:.3f}", help="mean cross-entropy in nats: lower is better")
 st.caption(f"{result.n:,} {SPLIT_NAMES[split].split(' ')[0]} images · {k} classes · weights from "
            f"{result.predictions.checkpoint}.pt")
+from cvdemo.audit.store import run_data_warning  # noqa: E402 - after the title: cvdemo.audit loads torch
+
 leak_note = run_data_warning(run.path)  # a small file read: what a data check found about this run's data
 if leak_note and split != "train":
     st.warning(leak_note, icon=":material/content_copy:")
@@ -81,6 +83,32 @@ def confusion_chart(result: Evaluation, size: int = 560, clickable: bool = True)
     return heat + text.transform_filter("datum.images > 0")
 
 
+def leave_out(shown: list[int]) -> None:
+    """Mark some of a cell's images (a wrong label, a broken photo) to leave out of the next run: the run's
+    settings with those files added to data.exclude become the Train form's draft; no file is touched."""
+    try:
+        files = sample_files(run.path, split, shown)
+    except Exception:  # noqa: BLE001 - the gallery above already drew these images; nothing to offer then
+        files = None
+    if not files:
+        st.caption("Built-in data sets have no files to leave out; a folder or zip of your own has.")
+        return
+    by_index = dict(zip(shown, files))
+    picked = st.multiselect("Leave out of the next run", shown, format_func=lambda i: f"#{i} · {by_index[i]}",
+                            key=f"{state.KEY_EVAL_LEAVE_OUT}{run.id}:{split}",
+                            help="a mislabelled or broken image; your files stay where they are")
+    if picked and st.button(f"Train without these {len(picked)}", icon=":material/playlist_remove:",
+                            key=state.KEY_EVAL_LEAVE_OUT_GO):
+        from cvdemo.data.folder import exclude_entries, excluded_names
+
+        config = RunConfig.from_json_file(run.path / "config.json")
+        exclude = exclude_entries([*excluded_names(config.data.exclude), *(by_index[i] for i in picked)])
+        state.set_draft(config.replace(data={"exclude": tuple(exclude)}, name=None))
+        st.success(f"The Train form now holds this run's settings with {len(exclude)} file"
+                   f"{'s' if len(exclude) != 1 else ''} left out (data.exclude): press Start training there.",
+                   icon=":material/check:")
+
+
 matrix_col, cell_col = st.columns([5, 4], gap="large")
 with matrix_col:
     st.subheader("Confusion matrix")
@@ -109,6 +137,7 @@ with cell_col:
             charts.gallery(cached.split_images(str(run.path), split, tuple(shown)),
                            [f"#{i} · {probs[i, p]:.0%}" for i in shown])
             st.caption("Under each image: its number in the split and how sure the network was of its answer.")
+            leave_out(shown)
 
 bars_col, rel_col = st.columns([5, 4], gap="large")
 with bars_col:

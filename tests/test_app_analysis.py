@@ -240,3 +240,34 @@ def test_evaluate_sets_a_second_runs_confusion_matrix_beside_this_one(finished_r
     assert any("one short epoch · started" in m.value and f"top-1 {b.top1:.1%}" in m.value for m in at.markdown)
     differ = int((a.predictions.preds != b.predictions.preds).sum())
     assert any(f"disagree on {differ:,} of them" in c.value for c in at.caption)
+
+
+def test_images_of_a_confusion_cell_can_be_left_out_of_the_next_run(tmp_path):
+    from cvdemo.bench.data import write_folder
+    from cvdemo.config import RunConfig
+    from cvdemo.data import load_dataset
+    from cvdemo.train.job import run_training
+
+    folder = write_folder(tmp_path / "my photos", "PNG", 16, 60, classes=3)  # a space in the path, as users have
+    cfg = RunConfig().replace(data={"source": str(folder)}, train={"epochs": 1})
+    run_dir = runs.create_run(runs.default_root(), cfg)
+    run_training(cfg, run_dir)
+    at = on_page("pages/evaluate.py")
+    at.session_state[f"{state.KEY_EVAL_MATRIX}{run_dir.name}:test"] = {
+        "selection": {state.SELECT_CELL: [{"t": 0, "p": 0}]}}  # the first class read right, as a click sends it
+    at.run()
+    assert not at.exception, at.exception
+    from cvdemo.evaluate import evaluate_run, samples_in_cell
+
+    shown = [int(i) for i in samples_in_cell(evaluate_run(run_dir), 0, 0)[:30]]
+    assert len(shown) >= 2, shown                       # the first class's images read right: at least two
+    picker = at.multiselect(key=f"{state.KEY_EVAL_LEAVE_OUT}{run_dir.name}:test")
+    picker.set_value(shown[:2]).run()
+    at.button(key=state.KEY_EVAL_LEAVE_OUT_GO).click().run()
+    assert not at.exception, at.exception
+    assert any("2 files left out" in s.value for s in at.success)
+    draft = RunConfig.from_dict(at.session_state[state.KEY_DRAFT])
+    assert draft.data.source == str(folder) and len(draft.data.exclude) == 2
+    before, after = load_dataset(str(folder)), load_dataset(str(folder), exclude=draft.data.exclude)
+    assert sum(map(len, (after.train, after.val, after.test))) == sum(map(len, (before.train, before.val, before.test))) - 2
+    assert sorted(p.name for p in folder.rglob("*.png")) and len(list(folder.rglob("*.png"))) == 60  # nothing deleted

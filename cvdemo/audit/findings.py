@@ -101,13 +101,13 @@ class AuditReport:
     def exclusion(self, kinds: list[str] | tuple[str, ...]) -> list[str]:
         """A run config's `data.exclude` leaving out the files that findings of `kinds` name (the first file of
         each duplicate group stays): URL-encoded paths inside the folder or zip, sorted, each once."""
-        from urllib.parse import quote
+        from cvdemo.data.folder import exclude_entries
 
         files: set[str] = set()
         for f in self.findings:
             if f.kind in kinds:
                 files.update(i.file for i in (f.items[1:] if f.kind in GROUP_KINDS else f.items) if i.file)
-        return sorted(quote(name, safe="/") for name in files)
+        return exclude_entries(files)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "model": self.model, "image_size": self.image_size, **self.split_settings,

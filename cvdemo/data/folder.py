@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import zipfile
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,14 @@ def excluded_names(exclude: Sequence[str]) -> set[str]:
     from urllib.parse import unquote
 
     return {unquote(e).strip("/") for e in exclude}
+
+
+def exclude_entries(names: Iterable[str]) -> list[str]:
+    """`data.exclude` entries for files of a folder or zip (relative '/'-separated names, as ImageSet.names
+    holds them): URL-encoded, '/' kept, sorted, each once; `excluded_names` reads them back."""
+    from urllib.parse import quote
+
+    return sorted({quote(name.strip("/"), safe="/") for name in names})
 
 
 def find_layout(files: Sequence[str], dirs: Sequence[str], label: str) -> Layout:

@@ -94,6 +94,8 @@ KEY_CLASSIFY_CSV = "classify_csv"
 # -- Evaluate, Embeddings, Explain ---------------------------------------------------------------
 KEY_EVAL_RUN = "eval_run"
 KEY_EVAL_SPLIT = "eval_split"
+KEY_EVAL_LEAVE_OUT = "eval_leave_out:"  # + run id + ":" + split: images of a cell picked to leave out
+KEY_EVAL_LEAVE_OUT_GO = "eval_leave_out_go"
 KEY_EVAL_OTHER = "eval_other"          # the run whose confusion matrix is set beside this one's
 KEY_EVAL_PAIR = "eval_pair:"           # + run id: the two side-by-side matrices
 KEY_EVAL_MATRIX = "eval_matrix:"       # + run id + ":" + split: the confusion-matrix chart (its state = clicked cell)
