@@ -54,13 +54,13 @@ if leak_note and split != "train":
     st.warning(leak_note, icon=":material/content_copy:")
 
 
-def confusion_chart(result: Evaluation, size: int = 560, clickable: bool = True) -> alt.LayerChart:
+def confusion_chart(result: Evaluation, size: int = 440, clickable: bool = True) -> alt.LayerChart:
     """The row-normalised matrix as a heat map, counts written in the cells, about `size` pixels a side;
     a click selects a cell when `clickable`."""
     rows = [{"t": t, "p": p, "true class": names[t], "predicted class": names[p],
              "images": int(result.confusion[t, p]), "share": float(result.confusion_normalized[t, p])}
             for t in range(k) for p in range(k)]
-    cell = max(8, min(52, size // k))
+    cell = max(8, min(90, size // k))
     click = alt.selection_point(name=state.SELECT_CELL, fields=["t", "p"], on="click")
     short = max(len(n) for n in names) <= 3
     axis = alt.Axis(labels=k <= 40, labelLimit=110, labelFontSize=13 if k <= 15 else 10, titleFontSize=14)
@@ -76,11 +76,12 @@ def confusion_chart(result: Evaluation, size: int = 560, clickable: bool = True)
         heat = heat.encode(
             stroke=alt.when(click, empty=False).then(alt.value("#dc2626")).otherwise(alt.value("white")),
             strokeWidth=alt.when(click, empty=False).then(alt.value(4)).otherwise(alt.value(1))).add_params(click)
+    pad = alt.AutoSizeParams(type="pad")  # square cells; axis labels around them, not squeezed into the square
     if k > 20:
-        return heat
+        return heat.properties(autosize=pad)
     text = base.mark_text(fontSize=15 if k <= 12 else 11).encode(
         text="images:Q", color=alt.condition("datum.share > 0.5", alt.value("white"), alt.value("#1e293b")))
-    return heat + text.transform_filter("datum.images > 0")
+    return (heat + text.transform_filter("datum.images > 0")).properties(autosize=pad)
 
 
 def leave_out(shown: list[int]) -> None:
@@ -114,7 +115,7 @@ with matrix_col:
     st.subheader("Confusion matrix")
     st.caption("Rows: the true class; columns: what the network said. Darker = a larger share of that row; the "
                "numbers count images. The diagonal is right, everything else is a mix-up.")
-    event = st.altair_chart(confusion_chart(result), on_select="rerun", selection_mode=state.SELECT_CELL,
+    event = st.altair_chart(confusion_chart(result), on_select="rerun", selection_mode=state.SELECT_CELL, width="content",
                             key=f"{state.KEY_EVAL_MATRIX}{run.id}:{split}")
 with cell_col:
     points = charts.selected(event, state.SELECT_CELL) or []
@@ -208,7 +209,8 @@ labels = run_labels([run, other])
 for column, (r, res) in zip(st.columns(2, gap="large"), ((run, result), (other, other_result))):
     with column:
         st.markdown(f"**{labels[r.id]}** · top-1 {res.top1:.1%}")
-        st.altair_chart(confusion_chart(res, size=380, clickable=False), key=f"{state.KEY_EVAL_PAIR}{r.id}")
+        st.altair_chart(confusion_chart(res, size=380, clickable=False), key=f"{state.KEY_EVAL_PAIR}{r.id}",
+                        width="content")
 changed = int((result.predictions.preds != other_result.predictions.preds).sum())
 st.caption(f"The same {result.n:,} images. The two runs disagree on {changed:,} of them; a cell darker on one "
            "side is a mix-up that run makes more often.")
