@@ -122,9 +122,9 @@ def test_feature_cache_uses_the_eval_batch(tmp_path, monkeypatch):
     cached = []
     real = feature_cache.head_inputs
 
-    def spy(setup, images, head, amp, batch_size=256, meter=None):
+    def spy(setup, images, head, amp, batch_size=256, meter=None, runs_root=None):
         cached.append(batch_size)
-        return real(setup, images, head, amp, batch_size)
+        return real(setup, images, head, amp, batch_size, runs_root=runs_root)
 
     monkeypatch.setattr(feature_cache, "head_inputs", spy)
     cfg = RunConfig().replace(**FROZEN)
