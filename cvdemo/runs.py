@@ -112,7 +112,8 @@ def write_status(run_dir: RunDir, state: str, message: str = "", **extra: Any) -
     return status
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` is running (a zombie, killed but not yet reaped, is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -138,7 +139,7 @@ def read_status(run_dir: RunDir) -> dict[str, Any]:
         return {"state": "failed", "message": f"status.json is unreadable ({e})"}
     if status.get("state") == "running" and status.get("host") == socket.gethostname():
         pid = status.get("pid")
-        if isinstance(pid, int) and not _process_alive(pid):
+        if isinstance(pid, int) and not process_alive(pid):
             status = {**status, "state": "interrupted",
                       "message": "the training process stopped without finishing (killed?); "
                                  "resume it or start a new run"}
@@ -148,7 +149,7 @@ def read_status(run_dir: RunDir) -> dict[str, Any]:
         except (OSError, json.JSONDecodeError):
             launch = {}
         pid = launch.get("pid")
-        if launch.get("host") == socket.gethostname() and isinstance(pid, int) and not _process_alive(pid):
+        if launch.get("host") == socket.gethostname() and isinstance(pid, int) and not process_alive(pid):
             # Re-read: the child may have finished writing status.json since the first read.
             status = read_json(path) if path.exists() else status
             if status.get("state") == "queued":
@@ -425,7 +426,7 @@ def cancel(run_dir: RunDir) -> bool:
     launch_path = Path(run_dir) / "launch.json"
     if status.get("state") == "queued" and launch_path.exists():
         pid = read_json(launch_path).get("pid")
-    if not isinstance(pid, int) or pid == os.getpid() or not _process_alive(pid):
+    if not isinstance(pid, int) or pid == os.getpid() or not process_alive(pid):
         return False
     try:
         os.kill(pid, signal.SIGTERM)

@@ -10,7 +10,7 @@ from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.data.drawing import EMPTY, run_drawing_style
 from cvdemo.errors import CvdemoError, DataError
-from cvdemo.explain import overlay
+from cvdemo.explain import BY_NAME, overlay
 from cvdemo.explain.canvas import DRAW_METHODS, read_canvas
 from cvdemo.recipes import load_recipe
 from cvdemo.run_list import runs_with_weights
@@ -19,7 +19,6 @@ from pages.ui import bars, cached, charts, state, widgets
 CANVAS = 320        # pixels: big enough to draw on with a finger, and to see from the back of a room
 VIEW = 256          # pixels: the network's image, enlarged with square (nearest-neighbour) pixels
 FRAME_GREY = 150
-SHORT_NAMES = {"saliency": "Saliency", "gradcam": "Grad-CAM"}
 METHOD_NAMES = {"saliency": "Saliency (which pixels would change the answer most)",
                 "gradcam": "Grad-CAM (which region the last convolution used)"}
 
@@ -106,7 +105,7 @@ def board() -> None:
         st.image(framed(big), width=VIEW, caption=f"what the network sees: {side} pixels"
                  + (", 17 grey levels" if style == "digits" else ""))
         st.image(framed(np.asarray(overlay(big, reading.explanation.map, alpha=0.5))), width=VIEW,
-                 caption=f"{SHORT_NAMES[method]}: red = pushed towards "
+                 caption=f"{BY_NAME[method].display}: red = pushed towards "
                          f"'{reading.guesses[0]['class']}'")
     with answer_col:
         top = reading.guesses[0]

@@ -31,7 +31,7 @@ from torch import nn
 from cvdemo.errors import ConfigError, ModelError
 from cvdemo.explain.activations import captum_ready
 from cvdemo.explain.session import Session, default_batch
-from cvdemo.models import module_paths
+from cvdemo.models import last_module_path
 from cvdemo.models.features import layer_module
 
 Baseline = float | str | torch.Tensor
@@ -39,11 +39,8 @@ Baseline = float | str | torch.Tensor
 
 def find_cam_layer(model: nn.Module) -> str:
     """Dotted path of the last nn.Conv2d in module order: a spatial feature map for any CNN."""
-    names = module_paths(model, nn.Conv2d)
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no feature map; "
-                         "name one with layer=")
-    return names[-1]
+    return last_module_path(model, nn.Conv2d, f"{type(model).__name__} has no Conv2d layer, so Grad-CAM has no "
+                                              "feature map; name one with layer=")
 
 
 def cam_layer(session: Session, model: nn.Module, layer: str | nn.Module | None) -> nn.Module:

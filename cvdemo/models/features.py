@@ -21,7 +21,7 @@ from torch import nn
 from cvdemo.data import ImageSet, make_loader, to_model_input
 from cvdemo.device import resolve_device
 from cvdemo.errors import ModelError
-from cvdemo.models.registry import get_module, get_spec, module_paths
+from cvdemo.models.registry import get_module, get_spec, last_module_path
 from cvdemo.progress import phase
 
 __all__ = ["FeatureSource", "capture", "last_linear", "head_path", "pooled", "layer_module", "extract_features"]
@@ -63,11 +63,8 @@ def capture(module: nn.Module, what: str = "output") -> Iterator[list[torch.Tens
 
 def last_linear(model: nn.Module) -> str:
     """Dotted path of the last nn.Linear in module order: the classifier head of most networks."""
-    names = module_paths(model, nn.Linear)
-    if not names:
-        raise ModelError(f"{type(model).__name__} has no linear layer, so it has no penultimate features; "
-                         "name a layer with --layer")
-    return names[-1]
+    return last_module_path(model, nn.Linear, f"{type(model).__name__} has no linear layer, so it has no "
+                                              "penultimate features; name a layer with --layer")
 
 
 def head_path(model: nn.Module, arch: str | None = None) -> str:

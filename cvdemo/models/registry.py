@@ -230,6 +230,14 @@ def module_paths(model: nn.Module, kind: type[nn.Module] | tuple[type[nn.Module]
     return [name for name, m in model.named_modules() if isinstance(m, kind)]
 
 
+def last_module_path(model: nn.Module, kind: type[nn.Module], missing: str) -> str:
+    """Dotted path of the last submodule of a type in module order; ModelError(`missing`) when there is none."""
+    names = module_paths(model, kind)
+    if not names:
+        raise ModelError(missing)
+    return names[-1]
+
+
 def set_module(model: nn.Module, dotted: str, module: nn.Module) -> None:
     """Replace the submodule at a dotted path."""
     parent_path, _, child = dotted.rpartition(".")

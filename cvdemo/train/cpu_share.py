@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from cvdemo.limits import share_cores_enabled
+from cvdemo.runs import process_alive
 
 __all__ = ["CoreShare", "share_cores", "live_cpu_runs", "threads_for"]
 
@@ -36,23 +37,13 @@ def threads_for(cores: int, runs: int) -> int:
     return max(1, cores // max(1, runs))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
 def live_cpu_runs(folder: Path) -> int:
     """CPU runs announced in `folder` whose process is alive; markers of dead processes are removed."""
     count = 0
     for marker in folder.glob("*"):
         if not marker.name.isdigit():
             continue
-        if _alive(int(marker.name)):
+        if process_alive(int(marker.name)):
             count += 1
         else:
             marker.unlink(missing_ok=True)  # a run that was killed -9 leaves its marker behind
