@@ -89,7 +89,6 @@ for first in range(0, len(lessons), 3):
                         st.switch_page("pages/train.py")
 
 
-@st.fragment(run_every=2)
 def lesson_view() -> None:
     """The lesson started from this page: its runs' curves as they grow, then how each ended and what it shows."""
     active = st.session_state.get(state.KEY_ACTIVE_LESSON)
@@ -108,7 +107,9 @@ def lesson_view() -> None:
                  icon=":material/arrow_forward:")
 
 
-lesson_view()
+# Redrawn every 2 s only while a lesson started here is shown: a page polling for nothing makes clicks
+# on it (a lesson's Start) race the reruns.
+st.fragment(lesson_view, run_every=2 if st.session_state.get(state.KEY_ACTIVE_LESSON) else None)()
 
 with st.expander("Recipes from the student reports: set one up on the Train page"):
     used = {recipe for _, recipe, changes in LESSONS.values() if not changes}
