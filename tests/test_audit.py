@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,15 +107,22 @@ def test_json_csv_and_html_name_each_finding_with_paths_splits_labels_and_scores
 
 @pytest.mark.slow
 def test_cli_audit_prints_json_and_writes_the_html_report(planted, tmp_path):
-    out = tmp_path / "audit.html"
+    from cvdemo.audit.store import data_warning
+    from cvdemo.config import RunConfig
+
+    out, root = tmp_path / "audit.html", tmp_path / "runs"
     done = cvdemo("audit", str(planted.root), "--image-size", str(SIZE), "--json", "--out", str(out),
-                  "--near-threshold", "0.99")
+                  "--near-threshold", "0.99", "--root", str(root))
     assert done.returncode == 0, done.stderr
     payload = json.loads(done.stdout.strip().splitlines()[-1])
     assert payload["near_threshold"] == 0.99 and payload["summary"]["exact_duplicate"] == 1
     assert payload["summary"]["near_duplicate"] == 0  # the planted pair is 0.9-0.96 alike: not at 0.99
     assert out.read_text().startswith("<!doctype html>") and payload["written"]["out"] == str(out)
     assert "computing the frozen backbone's features" in done.stderr
+    # remembered as the Data page's check is: Evaluate warns about a run trained on this data
+    assert Path(payload["remembered"]).parent == root / ".audits"
+    warning = data_warning(RunConfig.from_dict({"data": {"source": str(planted.root)}}), root)
+    assert warning and "1 group of duplicate images sit in both the training and the held-out images" in warning
 
 
 def test_missing_folder_and_hostile_zip_are_one_sentence_errors(tmp_path):

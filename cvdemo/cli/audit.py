@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from cvdemo.cli._common import Subparsers, command, emit
+from cvdemo.cli._common import RUNS_HELP, Subparsers, command, emit
 from cvdemo.errors import CvdemoError
 
 # A literal copy of cvdemo.audit.NEAR_THRESHOLD (tests/test_audit.py checks they agree): importing the audit
@@ -31,11 +32,14 @@ def add_parsers(subparsers: Subparsers) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--out", help="write a self-contained HTML report here (images inline)")
     p.add_argument("--csv", help="write every finding, one row per image, to this CSV file")
+    p.add_argument("--root", help=f"{RUNS_HELP}: where leakage and conflicting labels found here are remembered, "
+                                  "so Evaluate warns about runs trained on this data")
     p.set_defaults(func=cmd_audit)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from cvdemo.audit import KINDS, audit, audit_html, item_picture
+    from cvdemo.audit.store import remember
 
     if args.limit is not None and args.limit < 1:
         raise CvdemoError(f"--limit must be at least 1, got {args.limit}")
@@ -51,7 +55,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise CvdemoError(f"cannot write {target}: {e.strerror or e}") from None
             written[flag] = str(target)
-    payload = {**report.to_dict(), **({"written": written} if written else {})}
+    remembered = None
+    try:  # as the Data page does: Evaluate then warns that a run on this data may have an optimistic test number
+        remembered = str(remember(report, Path(args.root) if args.root else None))
+    except OSError as e:
+        print(f"cvdemo audit: could not remember the findings for the Evaluate page ({e.strerror or e})",
+              file=sys.stderr)
+    payload = {**report.to_dict(), **({"written": written} if written else {}), "remembered": remembered}
     summary = report.summary()
     lines = [f"{report.images:,} images, {len(report.classes)} classes ({report.model} features at "
              f"{report.image_size}px, {report.seconds.get('total', 0):.1f} s)"]
