@@ -198,18 +198,23 @@ def test_cli_lists_and_clears_the_store(tmp_path, capsys):
 @pytest.mark.slow
 def test_a_second_frozen_run_reuses_the_features_and_ends_the_same(tmp_path):
     """efficientnet_lite0, pretrained and frozen: the run with the store full matches the run that filled it
-    epoch for epoch, and a run with another head learning rate reads the same entries."""
+    epoch for epoch, a run with another head learning rate reads the same entries, and the test figures of the
+    head on stored test features are those of the whole network on the test images."""
     from cvdemo import runs
     from cvdemo.config import RunConfig
-    from cvdemo.train.job import run_training
+    from cvdemo.train.job import run_training, test_best
+    from cvdemo.train.setup import build_setup
 
     cfg = RunConfig().replace(data={"limit_train": 120, "limit_test": 40, "image_size": 32},
                               model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
                               train={"epochs": 2, "batch_size": 32})
     store = FeatureStore(store_root(tmp_path))
 
+    made = []
+
     def run(c: RunConfig) -> tuple[dict, list]:
         run_dir = runs.create_run(tmp_path, c)
+        made.append(run_dir)
         summary = run_training(c, run_dir)
         assert summary["status"] == "completed" and summary["cached_features"]
         epochs = [{k: v for k, v in m.items() if k not in ("seconds", "time", "images_per_s")}
@@ -218,7 +223,10 @@ def test_a_second_frozen_run_reuses_the_features_and_ends_the_same(tmp_path):
 
     empty, empty_epochs = run(cfg)
     stored = {p.stem: p.stat().st_mtime_ns for p in store.files()}
-    assert len(stored) == 2  # train and validation
+    assert len(stored) == 3  # train, validation and test
+    whole = test_best(build_setup(cfg), made[0], batch_size=64)  # best.pt through the whole network
+    assert set(whole) == set(empty["test"]) and whole["n"] == empty["test"]["n"] == 40
+    assert whole == pytest.approx(empty["test"], abs=1e-5)
     full, full_epochs = run(cfg)
     assert full["test"] == empty["test"] and full_epochs == empty_epochs
     other, _ = run(cfg.replace(train={"lr": cfg.train.lr * 3}))

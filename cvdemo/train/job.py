@@ -168,7 +168,8 @@ def _run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None,
         except EarlyStop as e:
             message = f"{e}; "
         history = [m for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
-        summary["test"] = test_best(setup, run_dir, amp, batch_size=eval_batch_size(t.batch_size, setup.device))
+        summary["test"] = test_best(setup, run_dir, amp, batch_size=eval_batch_size(t.batch_size, setup.device),
+                                    head_only=summary["cached_features"])
         best_of = max if t.best_metric == "val_top1" else min
         summary["best_" + t.best_metric] = best_of((r[t.best_metric] for r in history), default=None)
         state, message = "completed", message + f"test top-1 {summary['test']['top1']:.1%}"
@@ -255,20 +256,28 @@ def _finish(run_dir: Path, summary: dict[str, Any], state: str, message: str, st
     return summary
 
 
-def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None, batch_size: int = 256
-              ) -> dict[str, float]:
+def test_best(setup: Setup, run_dir: Path, amp: torch.dtype | None = None, batch_size: int = 256,
+              head_only: bool = False) -> dict[str, float]:
     """Load best.pt into the model and measure it on the test split (never seen during training), in batches
-    of `batch_size` (the run's `eval_batch_size`)."""
+    of `batch_size` (the run's `eval_batch_size`). `head_only` (a frozen-backbone run on cached features): the
+    head runs on the backbone's test features, read from the feature store when an earlier run on the same
+    data and backbone kept them, else computed here and kept; the logits are the whole network's either way."""
     if not distributed.is_main():  # under torchrun only rank 0 has best.pt and tests; the others report nothing
         return {"loss": float("nan"), "top1": float("nan"), "top2": float("nan"), "top5": float("nan"),
                 "macro_f1": float("nan"), "n": 0}
     best = load_checkpoint(run_dir / "best.pt")
     setup.model.load_state_dict(best["state_dict"])
-    loader = make_loader(setup.bundle.test, batch_size=batch_size, shuffle=False,
-                         pin_memory=setup.device.type == "cuda")
     with memory_phase("the test pass"), \
             phase("test", "testing the best checkpoint", len(setup.bundle.test)) as meter:
-        result = evaluate(setup.model, loader, setup.prepare, setup.device, amp, meter=meter)
+        if head_only:
+            head = get_module(setup.model, setup.spec.head)
+            features = feature_batches(setup, setup.bundle.test, head, amp, batch_size, False, 0,
+                                       cache_batch=batch_size, meter=meter, runs_root=run_dir.parent)
+            result = evaluate(head, features, lambda x: x.to(setup.device, non_blocking=True), setup.device, amp)
+        else:
+            loader = make_loader(setup.bundle.test, batch_size=batch_size, shuffle=False,
+                                 pin_memory=setup.device.type == "cuda")
+            result = evaluate(setup.model, loader, setup.prepare, setup.device, amp, meter=meter)
     runs.append_metrics(run_dir, {"kind": "test", "split": "test", "epoch": best["epoch"], **result,
                                   "time": time.time()})
     return result

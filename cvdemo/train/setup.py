@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +128,18 @@ def check_before_run(config: RunConfig) -> None:
 def check_input_size(config: RunConfig, image_size: int) -> None:
     """ConfigError when the architecture's layers shrink `image_size` images to nothing (e.g. AlexNet at 8 px),
     found by a forward pass on the meta device: no memory, no arithmetic."""
-    spec = get_spec(config.model.name)
+    _check_input_size(config.model.name, tuple(sorted(model_kwargs(config).items())), image_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_input_size(name: str, kwargs: tuple[tuple[str, Any], ...], image_size: int) -> None:
+    """`check_input_size` for one architecture and size, once per process: each run asks twice (before its
+    folder is made, then in build_setup) and a sweep's arms ask again, and the meta pass costs 0.5 s for
+    efficientnet_lite0 on a busy 2-core CPU (5 s for the first in a process, which loads torch's decompositions)."""
+    spec = get_spec(name)
     try:
         with torch.device("meta"), torch.no_grad():
-            model = create_model(spec.name, 2, in_channels=3, **model_kwargs(config)).eval()
+            model = create_model(spec.name, 2, in_channels=3, **dict(kwargs)).eval()
             model(torch.zeros(1, 3, image_size, image_size))
     except RuntimeError as e:
         text = str(e).lower()
