@@ -1,17 +1,23 @@
 """Lessons: files validated like recipes, a text measured from the runs, and `cvdemo lesson` end to end."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
+from audit_data import picture
 from helpers import cvdemo
 
 from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError
 from cvdemo.lesson_results import lesson_outcome, lesson_rows, run_labels
-from cvdemo.lessons import list_lessons, load_lesson, parse_lesson
+from cvdemo.lessons import OTHER_DATA_LIMITS, list_lessons, load_lesson, parse_lesson
+from cvdemo.models import pretrained_offline
+from cvdemo.recipes import list_recipes, load_recipe
 
 REQUIRED = ["learning-rate", "batch-size", "overfitting", "transfer", "residual", "optimizers"]
+REPORTS = ["000", "001", "002", "003", "004"]  # the student reports of MISSION.md
 GOOD = {"version": 1, "title": "t", "question": "q?", "recipe": "lenet-digits",
         "arms": [{"label": "lr 0.001", "config": {"train": {"lr": 0.001}}}, {"label": "lr 0.1",
                                                                               "config": {"train": {"lr": 0.1}}}]}
@@ -31,6 +37,41 @@ def test_each_shipped_lesson_validates_and_says_how_long_it_took(name):
 
 def test_the_named_lessons_exist():
     assert set(REQUIRED) <= set(list_lessons())
+
+
+@pytest.mark.parametrize("report", REPORTS)
+def test_each_student_report_is_a_lesson_that_runs_offline_and_says_what_the_real_one_needs(report):
+    lesson = load_lesson(f"report-{report}")
+    assert lesson.report == report and lesson.title.startswith(f"Report {report}:")
+    assert f"Report {report}" in lesson.question
+    # offline by default: the built-in digits, and pretrained weights only where they ship with a package
+    for arm in lesson.arms:
+        assert arm.config.data.source == "digits"
+        assert not arm.config.model.pretrained or pretrained_offline(arm.config.model.name), arm.label
+    # the card says how to run it on the report's own data, and which recipe redoes it in full
+    assert "--data" in lesson.data_note
+    recipes = [n for n in list_recipes() if load_recipe(n).report == report]
+    assert recipes and any(f"--recipe {n}" in lesson.data_note or f"recipe {n}" in lesson.data_note
+                           for n in recipes)
+
+
+def test_on_other_data_each_arm_trains_on_a_subset_about_the_digits_size():
+    lesson = load_lesson("learning-rate")
+    assert {(a.config.data.limit_train, a.config.data.limit_test) for a in lesson.arms} == {(None, None)}
+    on_zip = lesson.on_data("photos.zip")
+    assert [(a.config.data.source, a.config.data.limit_train, a.config.data.limit_test) for a in on_zip.arms] == \
+        [("photos.zip", *OTHER_DATA_LIMITS)] * len(lesson.arms)
+    assert [c for _, c in lesson.configs_for("photos.zip")] == [a.config for a in on_zip.arms]
+    assert [a.config.train for a in on_zip.arms] == [a.config.train for a in lesson.arms]  # only the data moved
+    # a lesson's own smaller limits stay: overfitting is about 50 images wherever it runs
+    small = load_lesson("overfitting").on_data("photos.zip")
+    assert {(a.config.data.limit_train, a.config.data.limit_test) for a in small.arms} == {(50, 200)}
+    # limits asked for replace the lesson's; None lifts them
+    asked = load_lesson("overfitting").on_data("photos.zip", limit_train=500, limit_test=None)
+    assert {(a.config.data.limit_train, a.config.data.limit_test) for a in asked.arms} == {(500, None)}
+    # on the lesson's own data nothing changes unless asked
+    assert lesson.on_data("digits") == lesson and lesson.on_data(None) == lesson
+    assert {a.config.data.limit_train for a in lesson.on_data(None, limit_train=300).arms} == {300}
 
 
 def test_an_arm_is_the_recipe_with_the_lessons_and_its_own_changes():
@@ -60,6 +101,8 @@ def test_an_arm_is_the_recipe_with_the_lessons_and_its_own_changes():
     ({"watch": {"curves": ["weights"]}}, "watch.curves"),
     ({"watch": {"page": "nowhere"}}, "watch.page"),
     ({"measured": {"seconds": -3}}, "measured.seconds"),
+    ({"report": "007"}, "report must be one of the reports the recipes reproduce (000, 001"),
+    ({"data_note": ["CUB"]}, "needs 'data_note' as"),
 ])
 def test_a_bad_lesson_is_one_sentence(change, fragment):
     with pytest.raises(ConfigError) as e:
@@ -138,6 +181,53 @@ def test_cli_lists_the_lessons():
     assert proc.returncode == 0, proc.stderr
     names = [lesson["name"] for lesson in json.loads(proc.stdout.strip().splitlines()[-1])["lessons"]]
     assert set(REQUIRED) <= set(names)
+
+
+def test_cli_lists_what_a_report_lesson_needs_for_the_real_experiment():
+    proc = cvdemo("lesson", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "report-000" in proc.stdout and load_lesson("report-000").data_note in proc.stdout
+
+
+def test_cli_limit_that_is_not_a_number_is_one_sentence():
+    proc = cvdemo("lesson", "run", "learning-rate", "--limit-train", "lots")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "whole number of images of at least 1, or 'all'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _colour_folder(root, per_class=10):
+    """train/ and test/ of two classes of 48x48 RGB pictures (a warm disc, a cool square)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", per_class), ("test", per_class // 2)):
+        for kind in ("discs", "squares"):
+            (root / split / kind).mkdir(parents=True)
+            for i in range(n):
+                picture(kind, rng).save(root / split / kind / f"{i}.png")
+    return root
+
+
+def test_cli_runs_a_digits_lesson_on_a_colour_folder_within_the_limits(tmp_path):
+    """LeNets built for grey 8x8 digits take 3-channel pictures when the lesson runs on them, and
+    --limit-train/--limit-test reach every arm's data config."""
+    lesson = {"version": 1, "title": "tiny", "question": "does it run on photos?",
+              "config": {"data": {"source": "digits"}, "train": {"epochs": 1, "batch_size": 4}},
+              "arms": [{"label": "LeNet-5", "config": {"model": {"name": "lenet"}}},
+                       {"label": "LeNet custom", "config": {"model": {"name": "lenet_custom"}}}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(lesson), encoding="utf-8")
+    folder = _colour_folder(tmp_path / "pictures")
+    proc = cvdemo("lesson", "run", str(path), "--data", str(folder), "--limit-train", "12", "--limit-test", "4",
+                  "--out", str(tmp_path / "runs"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert f"on {folder}: at most 12 training images and at most 4 validation and test images each" in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [r["state"] for r in result["rows"]] == ["completed", "completed"]
+    for run in map(Path, result["runs"]):
+        config = json.loads((run / "config.json").read_text())
+        assert config["data"]["source"] == str(folder)
+        assert (config["data"]["limit_train"], config["data"]["limit_test"]) == (12, 4)
+        data = json.loads((run / "summary.json").read_text())["data"]
+        assert data["channels"] == 3 and data["train"] == 12 and data["test"] == 4
 
 
 def test_cli_run_without_a_name_is_one_sentence():

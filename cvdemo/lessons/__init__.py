@@ -9,7 +9,9 @@ Each lesson is a JSON file in this folder:
                "recipe": ..., "config": {...}}, # optional per arm: its own recipe and changes
               ...],                             # two to four arms
      "watch": {"curves": ["loss", "top-1 accuracy", "gradients"], "page": "runs", "note": "what to look at"},
-     "measured": {"seconds": 41.2, "on": "digits, 2 CPU cores", "command": "cvdemo lesson run NAME"}}
+     "measured": {"seconds": 41.2, "on": "digits, 2 CPU cores", "command": "cvdemo lesson run NAME"},
+     "report": "000",                           # optional: the student report it reproduces at small scale
+     "data_note": "what the original used ..."} # optional: the data (and downloads) the full experiment needs
 
 Each arm's configuration is validated as a full RunConfig (`cvdemo.config`), so a typo in a lesson is
 one sentence naming the lesson and the arm. What the runs showed is not written here: it is measured
@@ -18,23 +20,30 @@ from the finished runs by `cvdemo.lesson_results.lesson_outcome`.
     lesson = load_lesson("learning-rate")
     for arm in lesson.arms:
         print(arm.label, arm.config.train.lr)
+
+On other data (`lesson.on_data("cifar10.zip")`) every arm trains on at most OTHER_DATA_LIMITS images
+(training, and validation and test each) unless the lesson limits them further or the caller says
+otherwise: about the size of the digits' splits, so that a lesson takes about its measured time there too.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from cvdemo.config import RunConfig
 from cvdemo.errors import ConfigError
 from cvdemo.recipes import list_recipes, load_recipe, read_named_json
 
-__all__ = ["Arm", "Lesson", "LESSON_DIR", "CURVES", "PAGES", "list_lessons", "load_lesson", "parse_lesson"]
+__all__ = ["Arm", "Lesson", "LESSON_DIR", "CURVES", "PAGES", "OTHER_DATA_LIMITS", "Limit", "list_lessons",
+           "load_lesson", "parse_lesson"]
 
 LESSON_DIR = Path(__file__).parent
-LESSON_KEYS = {"version", "title", "question", "recipe", "config", "arms", "watch", "measured"}
+LESSON_KEYS = {"version", "title", "question", "recipe", "config", "arms", "watch", "measured", "report",
+               "data_note"}
 ARM_KEYS = {"label", "recipe", "config"}
 WATCH_KEYS = {"curves", "page", "note"}
 MEASURED_KEYS = {"seconds", "on", "command"}
@@ -43,6 +52,13 @@ CURVES = ("loss", "top-1 accuracy", "learning rate", "gradients")
 PAGES = ("runs", "evaluate", "embeddings", "explain", "train")  # where a lesson can send the class next
 VERSION = 1
 MAX_LABEL = 32
+# (training images, validation and test images each) per arm on data other than the lesson's own: about the
+# digits' splits (1,078 training, 359 validation, 360 test images), so a lesson takes about its digits time
+# on a 50,000-image CIFAR-10 zip too.
+OTHER_DATA_LIMITS = (1000, 400)
+# A limit asked for: a number of images, None for all of them, or "auto" (the lesson's own limit, capped by
+# OTHER_DATA_LIMITS on other data).
+Limit: TypeAlias = int | None | Literal["auto"]
 
 
 @dataclass(frozen=True)
@@ -65,16 +81,39 @@ class Lesson:
     seconds: float | None       # measured wall time of all arms together (None: not measured yet)
     measured_on: str
     command: str
+    report: str = ""            # the student report ("000".."004") this lesson reproduces at small scale
+    data_note: str = ""         # what data (and downloads) the full experiment needs, and how to run on it
+
+    def on_data(self, data: str | None = None, limit_train: Limit = "auto", limit_test: Limit = "auto") -> Lesson:
+        """This lesson with every arm on `data` (a built-in name, a folder or a zip; None: the lesson's own).
+
+        A limit is a number of images per arm (training; validation and test each), None for all, or "auto":
+        the arm's own limit, and on data other than the arm's own at most OTHER_DATA_LIMITS. A number or
+        None replaces the lesson's own limit (`cvdemo lesson run overfitting --limit-train 500`)."""
+        arms = []
+        for arm in self.arms:
+            other = data is not None and data != arm.config.data.source
+            changes: dict[str, Any] = {"source": data} if other else {}
+            for key, asked, cap in (("limit_train", limit_train, OTHER_DATA_LIMITS[0]),
+                                    ("limit_test", limit_test, OTHER_DATA_LIMITS[1])):
+                own = getattr(arm.config.data, key)
+                if asked != "auto":
+                    changes[key] = asked
+                elif other:
+                    changes[key] = cap if own is None else min(own, cap)
+            arms.append(Arm(arm.label, arm.config.replace(data=changes) if changes else arm.config))
+        return dataclasses.replace(self, arms=tuple(arms))
 
     def configs_for(self, data: str | None = None) -> list[tuple[str, RunConfig]]:
-        """(label, config) per arm, on other data when `data` is given (a built-in name, a folder or a zip)."""
-        return [(a.label, a.config if data is None else a.config.replace(data={"source": data})) for a in self.arms]
+        """(label, config) per arm, on other data when `data` is given (limited as `on_data` says)."""
+        return [(a.label, a.config) for a in self.on_data(data).arms]
 
     def summary(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "title": self.title, "question": self.question,
                 "arms": [{"label": a.label, "config": a.config.to_dict()} for a in self.arms],
                 "watch": {"curves": list(self.curves), "page": self.page, "note": self.note},
-                "measured": {"seconds": self.seconds, "on": self.measured_on, "command": self.command}}
+                "measured": {"seconds": self.seconds, "on": self.measured_on, "command": self.command},
+                "report": self.report or None, "data_note": self.data_note or None}
 
 
 # The order a class meets them in (Home's cards, `cvdemo lesson list`); any other lesson file comes after.
@@ -118,6 +157,17 @@ def _object(value: Any, what: str, keys: set[str]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{what} has an unknown key '{unknown[0]}' (known: {', '.join(sorted(keys))})")
     return value
+
+
+def _report(raw: dict[str, Any], where: str) -> str:
+    """The lesson's "report": one of the student reports a recipe reproduces ("000".."004"), or ""."""
+    if "report" not in raw:
+        return ""
+    reports = sorted({r for r in (load_recipe(n).report for n in list_recipes()) if r.isdigit()})
+    if raw["report"] not in reports:
+        raise ConfigError(f"{where}'s report must be one of the reports the recipes reproduce "
+                          f"({', '.join(reports)}); got {raw['report']!r}")
+    return str(raw["report"])
 
 
 def _recipe_config(name: Any, where: str) -> dict[str, Any]:
@@ -174,4 +224,5 @@ def parse_lesson(raw: Any, name: str) -> Lesson:
                   curves=tuple(curves), page=page, note=_text(watch, "note", f"{where}'s watch", required=False),
                   seconds=float(seconds) if seconds is not None else None,
                   measured_on=_text(measured, "on", f"{where}'s measured", required=False),
-                  command=_text(measured, "command", f"{where}'s measured", required=False))
+                  command=_text(measured, "command", f"{where}'s measured", required=False),
+                  report=_report(raw, where), data_note=_text(raw, "data_note", where, required=False))
