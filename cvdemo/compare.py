@@ -120,6 +120,7 @@ def result_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
     for r, row in zip(found, comparison_rows([r.path for r in found])):
         config = runs.read_json_or_empty(Path(r.path) / "config.json")
         train = config.get("train", {})
+        row["data"] = r.data_name or row.get("data")  # an upload by its own file name, never a server path
         rows.append({"run": short_name(r), **{RESULT_NAMES.get(k, k): v for k, v in row.items() if k != "run"},
                      "pretrained": config.get("model", {}).get("pretrained"), "epochs": r.epochs_done,
                      "lr": train.get("lr"), "batch size": train.get("batch_size"),
@@ -129,11 +130,15 @@ def result_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
 
 
 def flat_config(run_dir: Path) -> dict[str, Any]:
-    """{"train.lr": 0.003, ...}: every setting of a run's config.json, lists as comma-separated text."""
+    """{"train.lr": 0.003, ...}: every setting of a run's config.json, lists as comma-separated text; the
+    data source as people know it (an uploaded zip by its own file name, not the server path it is stored at)."""
     config = runs.read_json_or_empty(Path(run_dir) / "config.json")
-    return {f"{section}.{k}": (", ".join(map(str, v)) if isinstance(v, list) else v)
+    flat = {f"{section}.{k}": (", ".join(map(str, v)) if isinstance(v, list) else v)
             for section, values in config.items() if isinstance(values, dict)
             for k, v in values.items()}
+    if isinstance(flat.get("data.source"), str):
+        flat["data.source"] = runs.data_display_name(flat["data.source"])
+    return flat
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:

@@ -78,8 +78,9 @@ def short_name(run: RunInfo) -> str:
 
 def run_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
     """One row per run: id, state, health (did it learn? see cvdemo.health), model, data, epochs
-    done/planned, best val top-1, test top-1, message."""
+    done/planned, best val top-1, test top-1, message (with no server path: see runs.public_text)."""
     return [{"run": r.id, "state": r.state, "health": run_health(r.path).verdict, "model": r.model,
              "data": r.data_name or r.data,
              "epochs": f"{r.epochs_done}/{r.epochs}",
-             "val top-1": r.best_val_top1, "test top-1": r.test_top1, "message": r.message} for r in found]
+             "val top-1": r.best_val_top1, "test top-1": r.test_top1,
+             "message": runs.public_text(r.message)} for r in found]  # a failed run's names the user's file

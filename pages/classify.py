@@ -64,7 +64,7 @@ for (name, _, image), guesses in zip(named[:50], results):
         bars.altair_chart(chart, width="stretch")
 
 st.subheader("All predictions")
-st.dataframe(table, hide_index=True, width="stretch",
+st.dataframe(table, hide_index=True, placeholder=widgets.MISSING, width="stretch",
              column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)})
 st.download_button("Download as CSV", table.to_csv(index=False), file_name="predictions.csv", mime="text/csv",
                    icon=":material/download:", key=state.KEY_CLASSIFY_CSV)

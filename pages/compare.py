@@ -8,9 +8,9 @@ from cvdemo import runs
 from cvdemo.checkpoint import checkpoint_path, has_checkpoint
 from cvdemo.compare import flat_config, result_rows
 from cvdemo.errors import CvdemoError
-from cvdemo.lesson_results import run_labels
-from cvdemo.run_list import run_label, run_rows
-from pages.ui import charts, comparison, sharing, state, widgets
+from cvdemo.lesson_results import run_labels as legend_labels
+from cvdemo.run_list import run_labels, run_rows
+from pages.ui import charts, comparison, projector, sharing, state, widgets
 
 st.title("Runs")
 st.caption("Every training run on this computer, newest first. Pick a few to compare their curves and results.")
@@ -21,23 +21,25 @@ if not found:
     st.info("No runs yet: start one on the Home or Train page.")
     st.stop()
 by_id = {r.id: r for r in found}
-st.dataframe(run_rows(found), hide_index=True, width="stretch", column_config=widgets.PERCENT_COLUMNS)
+st.dataframe(run_rows(found), hide_index=True, placeholder=widgets.MISSING, width="stretch",
+             column_config=widgets.PERCENT_COLUMNS)
 rows = dict(zip(by_id, result_rows(found)))
 
 st.subheader("Compare runs")
 with_epochs = [r.id for r in found if r.epochs_done]
+picker = run_labels(found)  # name, or model, data and the settings that set it apart
 chosen = st.multiselect("Runs to compare", with_epochs, key=state.KEY_COMPARE,
                         default=[i for i in with_epochs if by_id[i].state == "completed"][:3],
-                        format_func=lambda i: run_label(by_id[i]))
+                        format_func=lambda i: picker[i])
 if chosen:
     table = pd.DataFrame([rows[i] for i in chosen])
-    st.dataframe(table, hide_index=True, width="stretch",
+    st.dataframe(table, hide_index=True, placeholder=widgets.MISSING, width="stretch",
                  column_config={**widgets.PERCENT_COLUMNS, "parameters": st.column_config.NumberColumn(format="localized"),
                                 "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
                                 "seconds": st.column_config.NumberColumn(format="%.0f")})
     st.download_button("Download this table (CSV)", table.to_csv(index=False), file_name="comparison.csv",
                        mime="text/csv", icon=":material/download:", key=state.KEY_COMPARE_CSV)
-    labels = run_labels([by_id[i].path for i in chosen])  # a run's name (a lesson arm's: what differs)
+    labels = legend_labels([by_id[i].path for i in chosen])  # a run's name (a lesson arm's: what differs)
     frame = charts.curves_frame({label: runs.read_metrics(by_id[i].path) for label, i in zip(labels, chosen)})
     log = st.toggle("Loss on a log scale", value=True, key=state.KEY_COMPARE_LOG,
                     help="each step up the axis is ten times the loss: a run stuck at 300 and one "
@@ -91,7 +93,7 @@ else:
 
 st.subheader("Resume, export, download or delete a run")
 with_weights = [r.id for r in found if has_checkpoint(r.path)]
-run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key=state.KEY_SELECTED_RUN,
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: picker[i], key=state.KEY_SELECTED_RUN,
                       index=list(by_id).index(with_weights[0]) if with_weights else 0)
 r = by_id[run_id]
 resume_col, export_col = st.columns(2)
@@ -105,7 +107,7 @@ with resume_col:
                 widgets.show_error(e)
             else:
                 st.session_state[state.KEY_WATCH_RUN] = r.id
-                st.switch_page("pages/train.py")  # watch it go on from where it stopped
+                projector.switch_page("pages/train.py")  # watch it go on from where it stopped
         st.caption(f"It stopped {r.state} after {r.epochs_done} of {r.epochs} epochs; resuming trains the rest.")
     else:
         st.caption("Resume is for runs that were cancelled, interrupted or failed after a finished epoch.")

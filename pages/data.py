@@ -8,7 +8,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from cvdemo import limits, uploads
+from cvdemo import limits, runs, uploads
 from cvdemo.data import AUGMENT_PRESETS, SOURCES, decode_image
 from cvdemo.errors import CvdemoError
 from pages.ui import audit_view, cached, charts, state, widgets
@@ -55,7 +55,7 @@ elif kind == "zip":
         except CvdemoError as e:
             widgets.show_error(e)
     elif remembered:
-        source, label = remembered, info.get("label", remembered)
+        source, label = remembered, info.get("label", runs.data_display_name(remembered))
 elif kind == "images":
     files = st.file_uploader("Photos: give each one its class below", accept_multiple_files=True,
                              type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"],
@@ -79,7 +79,7 @@ elif kind == "images":
             except CvdemoError as e:
                 widgets.show_error(e)
     if source is None and remembered:
-        source, label = remembered, info.get("label", remembered)
+        source, label = remembered, info.get("label", runs.data_display_name(remembered))
 else:
     path = st.text_input("Folder (or .zip) path on this computer", remembered or "", key=state.KEY_DATA_FOLDER,
                          placeholder="/home/teacher/photos", help="one sub-folder per class, or train/ + test/")
@@ -141,8 +141,9 @@ with right:
                "divide by the std.")
     channels = ["grey"] if len(overview["mean"]) == 1 else ["red", "green", "blue"]
     st.dataframe(pd.DataFrame({"channel": channels, "mean": overview["mean"], "std": overview["std"]}),
-                 hide_index=True, column_config={"mean": st.column_config.NumberColumn(format="%.3f"),
-                                                 "std": st.column_config.NumberColumn(format="%.3f")})
+                 hide_index=True, placeholder=widgets.MISSING,
+                 column_config={"mean": st.column_config.NumberColumn(format="%.3f"),
+                                "std": st.column_config.NumberColumn(format="%.3f")})
 
 st.subheader("Examples of each class")
 st.caption("Training images as stored" + ("" if builtin else f", resized to {h}×{w} as the network sees them")

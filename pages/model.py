@@ -101,6 +101,6 @@ with chart_col:
     ).transform_calculate(frozen="datum.trains == 'frozen' ? 'frozen' : 'trains'")
     st.altair_chart(chart, width="stretch")
 with table_col:
-    st.dataframe(table, hide_index=True, width="stretch",
+    st.dataframe(table, hide_index=True, placeholder=widgets.MISSING, width="stretch",
                  column_config={"parameters": st.column_config.NumberColumn(format="localized"),
                                 "learning rate": st.column_config.NumberColumn(format="%.2g")})

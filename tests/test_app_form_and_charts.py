@@ -161,6 +161,20 @@ def test_runs_loss_is_log_scale_by_default_with_one_colour_blind_safe_colour_per
     assert layer_encoding(specs(at)[1])["y"]["scale"].get("type") != "log"
 
 
+def test_runs_page_pickers_name_the_settings_that_set_unnamed_runs_apart():
+    """Issue 18 item 6: two unnamed runs of the same model on the same data read "... · epochs 3" and
+    "... · epochs 200" in both pickers of the Runs page, not only a start time and a hash."""
+    short = recorded_run(runs.default_root(), epochs_planned=3, losses=[1.0, 0.8])
+    long = recorded_run(runs.default_root(), epochs_planned=200, losses=[1.0, 0.9])
+    at = on_page("pages/compare.py")
+    assert not at.exception, at.exception
+    for options in (at.multiselect(key=state.KEY_COMPARE).options, at.selectbox(key=state.KEY_SELECTED_RUN).options):
+        by_epochs = sorted(o for o in options if "epochs" in o)
+        assert len(by_epochs) == 2 and any("epochs 3" in o for o in by_epochs) \
+            and any("epochs 200" in o for o in by_epochs), options
+    assert short.name != long.name
+
+
 def test_train_page_axis_fits_a_cancelled_run_and_spans_the_plan_while_running():
     cancelled = recorded_run(runs.default_root(), epochs_planned=200, losses=[2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7])
     at = on_page("pages/train.py")

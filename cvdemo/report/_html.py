@@ -6,9 +6,9 @@ import base64
 import html
 import io
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cvdemo import runs
 from cvdemo.errors import CvdemoError
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def part(title: str, build: Callable[[], str]) -> str:
 
 
 def data_name(source: object) -> str:
-    """A data source as a short name: built-in names as they are, a folder or zip by its last part."""
-    text = str(source)
-    return Path(text.rstrip("/\\")).name or text if ("/" in text or "\\" in text) else text
+    """A data source as a short name: built-in names as they are, an uploaded file by the name its owner
+    gave it, another folder or zip by its last part (runs.data_display_name): never a server path."""
+    text = str(source).rstrip("/\\") or str(source)
+    return runs.data_display_name(text)

@@ -41,3 +41,9 @@ def sidebar_toggle() -> None:
             st.query_params[PARAM] = "1"
     elif PARAM in st.query_params:
         del st.query_params[PARAM]
+
+
+def switch_page(page: str) -> None:
+    """st.switch_page that keeps projector mode: a switch from a button (a lesson's Start on Home) drops the
+    URL's parameters, and the Train page came up with the mode off (a browser test shows it; AppTest does not)."""
+    st.switch_page(page, query_params={PARAM: "1"} if enabled() else None)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from typing import Any
 
 import streamlit as st
 
+from cvdemo import runs
 from cvdemo.config import ConfigProblem, allowed_values, field_infos
 from cvdemo.errors import CvdemoError
 from cvdemo.health import Health
 from cvdemo.run_list import run_labels
-from cvdemo.runs import RunInfo
+from cvdemo.runs import RunInfo, public_text
 from pages.ui.state import KEY_FLASH, form_key
 
 # Material icons ship with Streamlit, so they show on a laptop with no emoji font too.
 STATE_ICONS = {"queued": ":material/schedule:", "running": ":material/directions_run:",
                "completed": ":material/check_circle:", "diverged": ":material/trending_up:",
                "cancelled": ":material/stop_circle:", "failed": ":material/error:", "interrupted": ":material/bolt:"}
+
+# What every table shows in a cell with no value (a cancelled run's test top-1): st.dataframe's
+# `placeholder`, so number columns stay numbers (sorted and formatted as such) and no "None" is shown.
+MISSING = "—"
 
 # st.dataframe column formats for the accuracy columns of run tables.
 PERCENT_COLUMNS = {name: st.column_config.NumberColumn(format="percent")
@@ -34,8 +40,9 @@ def plain(text: str) -> str:
 
 
 def show_error(error: CvdemoError) -> None:
-    """A user-facing error as one readable sentence on the page."""
-    st.error(plain(error), icon=":material/warning:")
+    """A user-facing error as one readable sentence on the page; a path into this computer's folders
+    (runs, uploads, temporary files, the Python installation) is named as the person knows it."""
+    st.error(plain(public_text(error)), icon=":material/warning:")
 
 
 def show_failure(error: Exception, doing: str) -> None:
@@ -43,7 +50,7 @@ def show_failure(error: Exception, doing: str) -> None:
     if isinstance(error, CvdemoError):
         show_error(error)
     else:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        reason = (public_text(error).strip().splitlines() or [type(error).__name__])[0][:200]
         show_error(CvdemoError(f"{doing} failed: {reason}"))
 
 
@@ -58,7 +65,9 @@ def flash(message: str | None = None) -> None:
 def show_run_state(r: RunInfo, health: Health | None = None) -> None:
     """The run's state in words: why it diverged, why it failed, or how it finished; with `health` (the
     verdict on the run) beside it, unless the state already says it (diverged). A finished run is green
-    only when its verdict is not a problem: "finished" alone is no success when the network did not learn."""
+    only when its verdict is not a problem: "finished" alone is no success when the network did not learn.
+    The run's message is shown without server paths (a failed run's names the user's file instead)."""
+    r = dataclasses.replace(r, message=public_text(r.message))
     if r.state == "completed":
         good = health is None or health.severity in ("ok", "info")
         (st.success if good else st.info)(f"Finished: {r.message}.", icon=STATE_ICONS["completed"])
@@ -107,7 +116,8 @@ def show_problems(problems: list[ConfigProblem], doing: str) -> None:
     lines = []
     for p in problems:
         label = p.field.rsplit(".", 1)[-1].replace("_", " ")
-        text = f"**{plain(label)}** {plain(p.reason)}" if p.field else plain(p.reason)
+        reason = public_text(p.reason)
+        text = f"**{plain(label)}** {plain(reason)}" if p.field else plain(reason)
         lines.append(f"- {text}" + (f" — allowed: {plain(p.allowed)}" if p.allowed else ""))
     st.error(f"Cannot {doing} until {'this is' if len(problems) == 1 else f'these {len(problems)} are'} "
              "fixed:\n" + "\n".join(lines), icon=":material/warning:")
@@ -164,7 +174,9 @@ def field_widget(section: str, info: Any, value: Any, choices: list[str] | None 
     if options:
         if value not in options:
             options = [value, *options]
-        return st.selectbox(label, options, index=options.index(value), key=key, help=help_text)
+        shown = runs.data_display_name if (section, info.name) == ("data", "source") else str  # never a path
+        return st.selectbox(label, options, index=options.index(value), key=key, help=help_text,
+                            format_func=lambda v: shown(str(v)))
     if info.kind in ("int", "float"):
         # No min_value/max_value: the browser would refuse an out-of-range number with only a hover
         # tooltip, and Start would seem to do nothing. The core checks the range and the form says why.

@@ -4,6 +4,7 @@ is on a log scale with a colour-blind-safe colour per run; the Embeddings box ga
 apart. Each leaves a screenshot under test-artifacts/screenshots/."""
 
 import re
+import time
 
 import pytest
 from helpers import recorded_run
@@ -137,3 +138,22 @@ def test_projector_mode_shows_loss_and_accuracy_without_scrolling(server, page, 
     assert float(size.removesuffix("px")) >= 44, size
     assert "projector=1" in page.url
     screenshot(page, "train-projector", max_height=900)
+
+
+def test_a_lesson_started_in_projector_mode_keeps_projector_mode_on_the_train_page(server, page):
+    """Item 5: Start on Home switches to the Train page by code, which used to drop the mode."""
+    page.goto(server["url"] + "/?projector=1")
+    heading(page, "image classification playground")
+    before = {r.id for r in runs.list_runs(server["runs"])}
+    page.get_by_role("button", name="Start", exact=True).first.click()
+    heading(page, "Train")
+    page.get_by_test_id("stMetricLabel").filter(has_text="epochs done").wait_for(timeout=60_000)
+    assert "projector=1" in page.url, page.url
+    assert page.get_by_test_id("stSidebar").get_by_role("switch", name="Projector mode").is_checked()
+    size = page.evaluate("() => getComputedStyle(document.querySelector('h1')).fontSize")
+    assert float(size.removesuffix("px")) >= 44, size
+    started = [r for r in runs.list_runs(server["runs"]) if r.id not in before]
+    assert len(started) == 1
+    deadline = time.time() + 120  # let the short lesson end: the next tests should not share the cores with it
+    while runs.read_status(started[0].path)["state"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
