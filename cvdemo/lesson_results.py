@@ -19,9 +19,10 @@ from typing import Any
 from cvdemo import runs
 from cvdemo.errors import CvdemoError
 from cvdemo.health import run_health
-from cvdemo.lessons import Lesson
+from cvdemo.lessons import Lesson, list_lessons, load_lesson
 
-__all__ = ["ACTIVE", "lesson_rows", "lesson_outcome", "run_labels", "run_lesson", "format_table"]
+__all__ = ["ACTIVE", "lesson_rows", "lesson_outcome", "run_labels", "run_lesson", "format_table", "lesson_link",
+           "lesson_from_link"]
 
 Labelled = list[tuple[str, Path]]       # (what differs, run folder), one per arm
 ACTIVE = ("queued", "running")
@@ -119,6 +120,35 @@ def lesson_outcome(arms: Labelled) -> str | None:
             if slow[1] >= 2 * fast[1]:
                 parts.append(f"{fast[0]} trained in {fast[1]:.0f} s, {slow[0]} in {slow[1]:.0f} s.")
     return " ".join(parts)
+
+
+def lesson_link(name: str, run_dirs: list[Path]) -> dict[str, str]:
+    """The query parameters that name a lesson shown with these runs (its arms' runs, in the arms' order):
+    {"lesson": name, "runs": "id1,id2,..."}. Run ids only, never folders: `lesson_from_link` reads them back."""
+    return {"lesson": name, "runs": ",".join(Path(d).name for d in run_dirs)}
+
+
+def lesson_from_link(params: dict[str, str], root: Path) -> tuple[Lesson, Labelled] | None:
+    """The lesson and its (arm label, run folder) pairs that `lesson_link`'s parameters name, the runs
+    looked up under `root` by id; None when the parameters name no lesson. CvdemoError, one sentence, for
+    a lesson that is not one of `list_lessons()` (a path is not a lesson name here), a wrong number of
+    runs, or an id that is not a run under root."""
+    name = params.get("lesson")
+    if not name:
+        return None
+    if name not in list_lessons():
+        raise CvdemoError(f"the link names no lesson called {name[:40]!r}")
+    lesson = load_lesson(name)
+    ids = [i for i in str(params.get("runs", "")).split(",") if i]
+    if len(ids) != len(lesson.arms):
+        raise CvdemoError(f"the link names {len(ids)} runs for the lesson '{name}', which has {len(lesson.arms)} arms")
+    found = []
+    for run_id in ids:
+        run_dir = runs.run_path(run_id, root)  # refuses anything but a plain folder name
+        if not (run_dir / "config.json").is_file():
+            raise CvdemoError(f"the link's run {run_id[:40]!r} is not among the runs here (it may have been deleted)")
+        found.append(Path(run_dir))
+    return lesson, [(arm.label, run_dir) for arm, run_dir in zip(lesson.arms, found)]
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:

@@ -8,11 +8,12 @@ import streamlit as st
 from cvdemo import runs
 from cvdemo.config import RunConfig
 from cvdemo.errors import CvdemoError
+from cvdemo.lesson_results import lesson_from_link, lesson_link
 from cvdemo.lessons import list_lessons, load_lesson
 from cvdemo.progress import duration, progress
 from cvdemo.recipes import list_recipes, load_recipe
 from cvdemo.run_list import run_rows
-from pages.ui import comparison, state, widgets
+from pages.ui import comparison, projector, state, widgets
 
 # One-click lessons: title -> (what to look at, the recipe it starts from, changes to that recipe).
 LESSONS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -51,11 +52,11 @@ for column, (title, (caption, _recipe, _changes)) in zip(st.columns(len(LESSONS)
                 widgets.show_error(e)
             else:
                 st.session_state[state.KEY_WATCH_RUN] = run_dir.name  # the Train page opens watching it
-                st.switch_page("pages/train.py")
+                projector.switch_page("pages/train.py")
         if customise.button("Change settings first", icon=":material/tune:", key=state.KEY_LESSON_EDIT + title,
                             width="stretch"):
             st.session_state[state.KEY_DRAFT] = lesson_config(title).to_dict()
-            st.switch_page("pages/train.py")
+            projector.switch_page("pages/train.py")
 
 st.subheader("Lessons that compare")
 st.write("Each lesson asks one question and answers it with two to four runs that differ in one thing. "
@@ -71,6 +72,8 @@ for first in range(0, len(lessons), 3):
             st.markdown(" · ".join(f"`{arm.label}`" for arm in lesson.arms))
             st.caption(f"About {lesson.seconds:.0f} s for all {len(lesson.arms)} runs, measured on "
                        f"{lesson.measured_on}." if lesson.seconds else "Not timed on this machine yet.")
+            if lesson.data_note:
+                st.caption(lesson.data_note)
             start, change = st.columns(2)
             if start.button("Start", type="primary", icon=":material/play_arrow:", width="stretch",
                             key=state.KEY_COMPARE_START + lesson.name, help="train every run of the lesson now"):
@@ -86,7 +89,7 @@ for first in range(0, len(lessons), 3):
                 for i, arm in enumerate(lesson.arms):
                     if st.button(arm.label, key=f"{state.KEY_COMPARE_ARM}{lesson.name}:{i}", width="stretch"):
                         state.set_draft(arm.config)
-                        st.switch_page("pages/train.py")
+                        projector.switch_page("pages/train.py")
 
 
 def lesson_view() -> None:
@@ -107,6 +110,31 @@ def lesson_view() -> None:
                  icon=":material/arrow_forward:")
 
 
+def keep_lesson_in_url() -> None:
+    """A reload keeps the lesson shown: its name and its runs' ids live in the address (?lesson=...&runs=...),
+    and a session without a lesson takes it from there. What the address holds is checked (a known
+    lesson, as many runs as arms, ids of runs that exist here); a link that fails that is said in one
+    sentence and dropped from the address."""
+    active = st.session_state.get(state.KEY_ACTIVE_LESSON)
+    if active:
+        wanted = lesson_link(active["lesson"], [Path(run_dir) for _, run_dir in active["arms"]])
+        if any(st.query_params.get(key) != value for key, value in wanted.items()):
+            st.query_params.update(wanted)  # other parameters (?projector=1) stay
+        return
+    try:
+        found = lesson_from_link(st.query_params.to_dict(), runs.default_root())
+    except CvdemoError as e:
+        st.caption(widgets.plain(f"The lesson in this page's address cannot be shown: {e}."))
+        for key in lesson_link("", []):
+            st.query_params.pop(key, None)
+        return
+    if found is not None:
+        lesson, arms = found
+        st.session_state[state.KEY_ACTIVE_LESSON] = {"lesson": lesson.name,
+                                                     "arms": [[label, str(run_dir)] for label, run_dir in arms]}
+
+
+keep_lesson_in_url()
 # Redrawn every 2 s only while a lesson started here is shown: a page polling for nothing makes clicks
 # on it (a lesson's Start) race the reruns.
 st.fragment(lesson_view, run_every=2 if st.session_state.get(state.KEY_ACTIVE_LESSON) else None)()
@@ -125,7 +153,7 @@ with st.expander("Recipes from the student reports: set one up on the Train page
         source = state.draft()["data"]["source"]
         config = recipe.config_for(source if recipe.data_required else None)
         st.session_state[state.KEY_DRAFT] = config.to_dict()
-        st.switch_page("pages/train.py")
+        projector.switch_page("pages/train.py")
 
 
 @st.fragment(run_every=2)
@@ -138,12 +166,14 @@ def run_list() -> None:
     for r in active:
         p = progress(r, runs.read_metrics(r.path))
         eta = f" · about {duration(p['eta'])} left" if p["eta"] is not None else ""
-        st.progress(p["fraction"], text=f"**{r.model}** on {r.data} · {r.message or r.state}{eta}")
+        st.progress(p["fraction"], text=f"**{r.model}** on {r.data_name or r.data} · "
+                    f"{runs.public_text(r.message) or r.state}{eta}")
     st.subheader("Recent runs")
     if not found:
         st.info("No runs yet: press **Start** on a lesson to train one.")
         return
-    st.dataframe(run_rows(found[:10]), hide_index=True, width="stretch", column_config=widgets.PERCENT_COLUMNS)
+    st.dataframe(run_rows(found[:10]), hide_index=True, placeholder=widgets.MISSING, width="stretch",
+                 column_config=widgets.PERCENT_COLUMNS)
 
 
 run_list()

@@ -74,7 +74,7 @@ def lr_finder_panel() -> None:
     rate = float(f"{found.suggested_lr:.2g}")
     with st.container(border=True):
         st.markdown("**Learning-rate finder**")
-        st.caption(f"{settings.model.name} on {settings.data.source}, {settings.train.optimizer}, batch "
+        st.caption(f"{settings.model.name} on {runs.data_display_name(settings.data.source)}, {settings.train.optimizer}, batch "
                    f"{settings.train.batch_size}: each batch trained with a larger rate than the last "
                    f"({task.seconds:.0f} s; the model is thrown away afterwards).")
         st.altair_chart(charts.lr_finder_chart(found.lrs, found.losses, found.suggested_lr), width="stretch")
@@ -226,12 +226,16 @@ def live() -> None:
                                          help="per layer group, input at the top, the gradient norm at "
                                               "every recorded step: a dark top row means a vanishing gradient"):
         st.altair_chart(charts.gradient_heatmap(gradients), width="stretch")
-        value = st.segmented_control("Per layer group", list(charts.DYNAMICS_TITLES), default="update_ratio",
+        values = charts.dynamics_values(gradients) or list(charts.DYNAMICS_TITLES)
+        first = "update_ratio" if "update_ratio" in values else values[0]
+        value = st.segmented_control("Per layer group", values, default=first,
                                      format_func=charts.DYNAMICS_TITLES.get, key=state.KEY_TRAIN_DYNAMICS)
-        st.altair_chart(charts.dynamics_lines(gradients, value or "update_ratio"), width="stretch")
+        st.altair_chart(charts.dynamics_lines(gradients, value or first), width="stretch")
         st.caption("Update / weight: how much one step changes a group's weights, relative to their size; "
                    "around 0.001 is the usual healthy range, far above means the rate is too high for that "
-                   "group, far below means it barely learns.")
+                   "group, far below means it barely learns. Dead ReLU units: the share of a group's units "
+                   "(channels) whose ReLU gives 0 for every image of a fixed batch; a unit that stays dead "
+                   "no longer learns.")
     if len(active) > 1 or (active and r not in active):
         st.caption(f"{len(active)} runs are training at once; they share the processor.")
 

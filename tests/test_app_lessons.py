@@ -134,3 +134,70 @@ def test_the_runs_page_compares_picked_runs_the_same_way():
     assert sorted(legend) == ["lr 0.001", "lr 0.03"]   # the runs' names, not their ids
     text = next(s.value for s in at.success if "What you should see" in s.value)
     assert "lr 0.03 reached 96.0% test top-1" in text and "Best: lr 0.03, 12.0 points ahead of lr 0.001." in text
+
+
+def test_a_reload_shows_the_same_lesson_again_from_the_address(no_training):
+    """The lesson shown on Home lives in the URL (?lesson=...&runs=...): a reload is a new session with
+    that address, and it shows the same lesson with the same runs."""
+    at = home()
+    at.button(key=state.KEY_COMPARE_START + "learning-rate").click().run()
+    params = {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    assert params == {"lesson": "learning-rate", "runs": ",".join(d.name for d in no_training)}
+    started = at.session_state[state.KEY_ACTIVE_LESSON]
+
+    reloaded = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    reloaded.query_params.update(params)
+    reloaded.run()
+    assert not reloaded.exception, reloaded.exception
+    assert reloaded.session_state[state.KEY_ACTIVE_LESSON] == started
+    lesson = load_lesson("learning-rate")
+    assert any(lesson.title in s.value for s in reloaded.subheader)
+    table = next(d.value for d in reloaded.dataframe if "arm" in d.value.columns)
+    assert list(table["arm"]) == [arm.label for arm in lesson.arms]
+    specs = [json.loads(c.proto.spec) for c in reloaded.get("vega_lite_chart")]
+    assert len(specs) == len([c for c in lesson.curves if c != "gradients"])
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"lesson": "no-such-lesson", "runs": "a,b,c"}, "no lesson called 'no-such-lesson'"),
+    ({"lesson": "../../cvdemo/lessons/learning-rate", "runs": "a,b,c"}, "no lesson called"),
+    ({"lesson": "learning-rate", "runs": "only-one"}, "names 1 runs for the lesson 'learning-rate', which has 3"),
+    ({"lesson": "learning-rate", "runs": "..,x,y"}, "is not a run id"),
+    ({"lesson": "learning-rate", "runs": "gone1,gone2,gone3"}, "run 'gone1' is not among the runs here"),
+])
+def test_a_link_to_a_lesson_that_cannot_be_shown_says_so_in_one_sentence(params, says):
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    assert state.KEY_ACTIVE_LESSON not in at.session_state or not at.session_state[state.KEY_ACTIVE_LESSON]
+    said = [c.value for c in at.caption if "cannot be shown" in c.value]
+    assert len(said) == 1 and says in said[0].replace("\\", ""), said
+    assert not any(s.value.startswith("Lesson:") for s in at.subheader)
+    assert "lesson" not in at.query_params and "runs" not in at.query_params   # dropped from the address
+
+
+def test_the_residual_lesson_draws_each_arms_dead_relu_share_per_group(no_training):
+    at = home()
+    at.button(key=state.KEY_COMPARE_START + "residual").click().run()
+    for run_dir, dead in zip(no_training, (0.5, 0.0)):
+        for step in (1, 11, 21):
+            groups = {g: {"grad_norm": 0.1, "weight_norm": 3.0, "update_ratio": 0.01,
+                          "dead_relu": None if g == "head" else dead * step / 21}
+                      for g in ["stem", "stage1", "stage2", "stage3", "head"]}
+            runs.append_metrics(run_dir, {"kind": "dynamics", "step": step, "epoch": step / 34, "groups": groups})
+    at.run()
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    lines = [s for s in specs if s.get("encoding", {}).get("y", {}).get("field") == "dead_relu"]
+    assert len(lines) == 2 and len(specs) == 6                # 2 curves, 2 heat maps, 2 dead-ReLU charts
+    for spec in lines:
+        assert spec["encoding"]["y"]["scale"]["domain"] == [0, 1]
+        assert spec["encoding"]["color"]["sort"] == ["stem", "stage1", "stage2", "stage3", "head"]
+    assert any("Dead ReLU units" in m.value for m in at.markdown)
+    from pages.ui import charts
+
+    drawn = charts.dynamics_lines(charts.dynamics_frame(runs.read_metrics(no_training[1])), "dead_relu").data
+    assert set(drawn["group"]) == {"stem", "stage1", "stage2", "stage3"}   # the head has no ReLU
+    assert (drawn["dead_relu"] == 0.0).all() and len(drawn) == 12          # 0 is a value: drawn, not dropped
+

@@ -6,6 +6,7 @@ both figures and their ratio (> 1 means cvdemo is faster). The baselines are pla
 scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
 
     training   train-throughput, inference, classroom, frozen-features
+    dynamics   dynamics (training with the per-layer-group dynamics recorded vs without: what recording costs)
     data       data (our folder loader vs torchvision's ImageFolder, and vs tensors in memory)
     explain    explain (vs Captum, and integrated gradients' peak memory)
     embed      embed (t-SNE vs scikit-learn)
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from cvdemo.bench import app, concurrent, data, embed, explain, feature_store, training
+from cvdemo.bench import app, concurrent, data, dynamics, embed, explain, feature_store, training
 from cvdemo.bench.embed import bench_embed, tsne_points
 from cvdemo.bench.explain import explain_subject, explain_vs_captum, ig_peak_memory
 
@@ -32,6 +33,7 @@ __all__ = ["BENCHMARKS", "IN_ALL", "bench_embed", "explain_subject", "explain_vs
 # Name -> benchmark(device, ...) -> figures with a "ratio"; `cvdemo bench all` runs them in this order.
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "train-throughput": training.bench_train_throughput,
+    "dynamics": dynamics.bench_dynamics,
     "data": data.bench_data,
     "inference": training.bench_inference,
     "classroom": training.bench_classroom,

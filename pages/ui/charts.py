@@ -152,6 +152,19 @@ def curves_frame(metrics_by_run: dict[str, list[dict]]) -> Any:
     return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
 
 
+def value_axis_format(metric: str, values: Any) -> dict[str, str]:
+    """The value axis' number format (d3-format) for a curve: accuracy in percent; a loss or learning rate
+    in plain decimals ("400", "0.05", "1,200": Vega's "~g" would write 400 as "4e+2" on a linear axis,
+    where it keeps one significant digit); scientific only where plain digits would not fit (a loss past
+    a million, a learning rate below 0.001), with 0 written as "0"."""
+    if "accuracy" in metric:
+        return {"format": "%"}
+    top = float(abs(values).max()) if len(values) else 0.0
+    if top >= 1e6 or (metric == "learning rate" and 0 < top < 1e-3):
+        return {"format": "~e", "labelExpr": "datum.value == 0 ? '0' : datum.label"}
+    return {"format": ",~r"}
+
+
 def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: bool = False,
                 height: int = 260, log: bool = False, names: list[str] | None = None) -> Any:
     """An Altair line chart of one metric against epoch: train/validation as colours (one run) or
@@ -169,7 +182,7 @@ def curve_chart(frame: Any, metric: str, *, epochs: int | None = None, by_run: b
     data = frame[frame["metric"] == metric]
     if log:
         data = data[data["value"] > 0]  # a log axis has no place for 0
-    y_axis = alt.Axis(format="%" if "accuracy" in metric else "~g", title=f"{metric} (log scale)" if log else metric)
+    y_axis = alt.Axis(title=f"{metric} (log scale)" if log else metric, **value_axis_format(metric, data["value"]))
     y_scale = alt.Scale(type="log") if log else alt.Scale(zero=metric == "learning rate")
     x_scale = alt.Scale(domain=[0, epochs]) if epochs else alt.Scale(domainMin=0, nice=False)
     if by_run:
@@ -201,14 +214,15 @@ def draw_curve(frame: Any, metric: str, **options: Any) -> None:
 
 
 def dynamics_frame(records: list[dict]) -> Any:
-    """Long table (step, epoch, group, order, grad_norm, weight_norm, update_ratio) of a run's "dynamics"
-    records (cvdemo.train.dynamics): one row per layer group per recorded step; `order` 0 is the stem."""
+    """Long table (step, epoch, group, order, grad_norm, weight_norm, update_ratio, dead_relu) of a run's
+    "dynamics" records (cvdemo.train.dynamics): one row per layer group per recorded step; `order` 0 is the stem."""
     import pandas as pd
 
     rows = [{"step": m["step"], "epoch": m.get("epoch"), "group": name, "order": i, **values}
             for m in records if m.get("kind") == "dynamics"
             for i, (name, values) in enumerate((m.get("groups") or {}).items())]
-    return pd.DataFrame(rows, columns=["step", "epoch", "group", "order", "grad_norm", "weight_norm", "update_ratio"])
+    return pd.DataFrame(rows, columns=["step", "epoch", "group", "order", "grad_norm", "weight_norm", "update_ratio",
+                                       "dead_relu"])
 
 
 def gradient_heatmap(frame: Any, value: str = "grad_norm", height: int = 220,
@@ -264,20 +278,29 @@ def selected(event: Any, name: str) -> Any:
     return value or None
 
 
-DYNAMICS_TITLES = {"grad_norm": "gradient norm", "weight_norm": "weight norm", "update_ratio": "update / weight"}
+DYNAMICS_TITLES = {"grad_norm": "gradient norm", "weight_norm": "weight norm", "update_ratio": "update / weight",
+                   "dead_relu": "dead ReLU units"}
+
+
+def dynamics_values(frame: Any) -> list[str]:
+    """The DYNAMICS_TITLES values `frame` has any figure of (a network without ReLU has no dead-ReLU share)."""
+    return [v for v in DYNAMICS_TITLES if v in frame and frame[v].notna().any()]
 
 
 def dynamics_lines(frame: Any, value: str, height: int = 220) -> Any:
     """One line per layer group (stem to head, coloured in that order) of `value` against the step, on a
-    log axis: how the gradients, the weights or the size of each step relative to the weights move."""
+    log axis: how the gradients, the weights or the size of each step relative to the weights move. The
+    dead-ReLU share is a fraction (0 is a value, not a gap): a linear axis from 0 to 100%."""
     import altair as alt
 
-    data = frame[frame[value].notna() & (frame[value] > 0)]
+    share = value == "dead_relu"
+    data = frame[frame[value].notna() & ((frame[value] >= 0) if share else (frame[value] > 0))]
     order = list(dict.fromkeys(frame.sort_values("order")["group"]))
     return alt.Chart(data, height=height).mark_line(point=alt.OverlayMarkDef(size=18)).encode(
         x=alt.X("step:Q", title="optimisation step"),
-        y=alt.Y(f"{value}:Q", title=DYNAMICS_TITLES[value], scale=alt.Scale(type="log"),
-                axis=alt.Axis(format="~g")),
+        y=alt.Y(f"{value}:Q", title=DYNAMICS_TITLES[value],
+                scale=alt.Scale(domain=[0, 1]) if share else alt.Scale(type="log"),
+                axis=alt.Axis(format="%") if share else alt.Axis(format="~g")),
         color=alt.Color("group:N", sort=order, title="layer group", scale=alt.Scale(scheme="viridis"),
                         legend=alt.Legend(orient="right")),
         tooltip=["group", "step", alt.Tooltip(f"{value}:Q", format=".3g")])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -45,13 +46,13 @@ def outcome(arms: Arms) -> None:
 def table(arms: Arms) -> None:
     """One row per arm: state, health verdict, best validation and test top-1, seconds."""
     rows = [{k: v for k, v in row.items() if k != "run"} for row in lesson_rows(list(arms))]
-    st.dataframe(rows, hide_index=True, width="stretch",
+    st.dataframe(rows, hide_index=True, placeholder=widgets.MISSING, width="stretch",
                  column_config={**widgets.PERCENT_COLUMNS, "seconds": st.column_config.NumberColumn(format="%.1f")})
 
 
 def gradients(arms: Arms) -> None:
-    """Per arm, the gradient norm of each layer group over the recorded steps (a heat map); nothing
-    for runs that recorded none yet."""
+    """Per arm, the gradient norm of each layer group over the recorded steps (a heat map), then the
+    share of dead ReLU units per group (lines); nothing for runs that recorded none yet."""
     frames = [(label, charts.dynamics_frame(runs.read_metrics(run_dir))) for label, run_dir in arms]
     frames = [(label, frame) for label, frame in frames if not frame.empty]
     if not frames:
@@ -66,12 +67,28 @@ def gradients(arms: Arms) -> None:
         with column:
             st.markdown(f"`{label}`")
             st.altair_chart(charts.gradient_heatmap(frame, domain=domain), width="stretch")
+    dead_relus(frames)
+
+
+def dead_relus(frames: Sequence[tuple[str, Any]]) -> None:
+    """Per arm, each layer group's share of dead ReLU units over the recorded steps (one line per group);
+    nothing when no arm's network has ReLU units."""
+    frames = [(label, frame) for label, frame in frames if "dead_relu" in charts.dynamics_values(frame)]
+    if not frames:
+        return
+    st.markdown("**Dead ReLU units**")
+    st.caption("Per layer group, the share of its units (channels) whose ReLU outputs 0 for every image of a "
+               "fixed batch: a dead unit passes no gradient back, so it no longer learns.")
+    for column, (label, frame) in zip(st.columns(len(frames)), frames):
+        with column:
+            st.markdown(f"`{label}`")
+            st.altair_chart(charts.dynamics_lines(frame, "dead_relu", height=200), width="stretch")
 
 
 def view(arms: Arms, metrics: Sequence[str] = ("top-1 accuracy", "loss"), *, log: bool = True,
          dynamics: bool = False) -> None:
     """Curves, the summary table and the measured outcome of `arms` ((label, run folder) pairs); with
-    `dynamics`, the arms' gradient heat maps too."""
+    `dynamics`, the arms' gradient heat maps and dead-ReLU lines too."""
     curves(arms, metrics, log=log)
     st.caption("One colour per run. Solid lines: training; dashed: validation.")
     table(arms)

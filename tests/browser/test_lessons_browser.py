@@ -1,6 +1,7 @@
 """Issue 14 in a real browser: the learning-rate lesson started from Home trains its three runs on digits
 to the end; the lesson view overlays three curves, one colour per arm named by its label, and shows
-the text measured from the runs. Leaves test-artifacts/screenshots/home-lesson-learning-rate.png."""
+the text measured from the runs; a reload shows it all again. Leaves
+test-artifacts/screenshots/home-lesson-learning-rate.png (and -reloaded.png)."""
 
 import json
 
@@ -48,6 +49,19 @@ def test_learning_rate_lesson_runs_to_the_end_and_says_what_it_measured(server, 
     assert table.count() >= 1
     settle(page, 1500)
     screenshot(page, "home-lesson-learning-rate")
+
+    # a reload (a new session) shows the same lesson: its name and runs are in the address
+    assert "lesson=learning-rate" in page.url, page.url
+    page.reload()
+    page.get_by_role("heading", name=f"Lesson: {lesson.title}").wait_for(timeout=60_000)
+    page.get_by_test_id("stAlert").filter(has_text="What you should see (measured)").first.wait_for(timeout=60_000)
+    loss = page.get_by_test_id("stVegaLiteChart").nth(lesson.curves.index("loss"))
+    for label in labels:
+        loss.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
+    strokes = {p.get_attribute("stroke").lower() for p in loss.locator("g.mark-line path").all()}
+    assert strokes == {c.lower() for c in RUN_COLOURS[:3]}, strokes
+    settle(page, 1500)
+    screenshot(page, "home-lesson-learning-rate-reloaded")
 
 
 def test_residual_lesson_shows_the_plain_networks_gradient_vanish(server, page):
