@@ -2,6 +2,7 @@
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -15,6 +16,8 @@ from cvdemo.errors import CvdemoError
 from cvdemo.explain import (
     BY_NAME,
     FAMILY_NOTES,
+    Explanation,
+    Faithfulness,
     by_family,
     estimate_seconds,
     in_words,
@@ -23,7 +26,7 @@ from cvdemo.explain import (
     overlay,
 )
 from cvdemo.plots import display_size
-from cvdemo.run_list import run_label, runs_with_weights
+from cvdemo.run_list import run_labels, runs_with_weights
 from pages.ui import attack_section, cached, charts, state, widgets
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"]
@@ -52,7 +55,8 @@ st.caption("Why did the network say that? Give it a photo, see its best guesses,
 
 done = [r for r in runs_with_weights() if r.state == "completed"]
 sources = {cached.PRETRAINED: "EfficientNet-Lite0 trained on ImageNet (1,000 everyday classes, no training needed)"}
-sources |= {str(r.path): f"Run {run_label(r)} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
+names = run_labels(done)  # name, or model, data and the settings that set it apart
+sources |= {str(r.path): f"Run {names[r.id]} · test top-1 {r.test_top1 or 0:.1%}" for r in done}
 source = st.selectbox("Network", list(sources), format_func=sources.get, key=state.KEY_EXPLAIN_WITH)
 is_run = source != cached.PRETRAINED
 
@@ -144,7 +148,7 @@ for method in [m for m in methods if BY_NAME[m].cost == "slow"]:
         if seconds > SLOW_SECONDS:
             st.warning(f"{name(method)} is slow on a CPU: roughly {seconds:.0f} s for this network and image.",
                        icon=":material/hourglass:")
-results: dict[str, dict | Exception] = {}
+results: dict[str, Explanation | Exception] = {}
 if methods:
     bar = st.progress(0.0)
     for i, method in enumerate(methods):
@@ -154,11 +158,12 @@ if methods:
         except Exception as e:  # noqa: BLE001 - shown under its own map as one sentence
             results[method] = e
     bar.empty()
-    explained = next((r["explanation"] for r in results.values() if not isinstance(r, Exception)), None)
+    explained = next((r for r in results.values() if not isinstance(r, Exception)), None)
     st.caption(("" if explained is None else f"Why **{classes[explained.target]}** "
                 f"({explained.target_prob:.0%})? ") + "Red = strong evidence for the class, blue = none. Each map "
                "is checked against random maps just as smooth: when hiding the pixels it points at lowers the "
                "network's confidence faster than hiding random ones, the map shows what the network really used.")
+slots: dict[str, tuple[Explanation, Any]] = {}  # each drawn map, and the place for its checks under it
 for row in range(0, len(methods), PER_ROW):
     for col, method in zip(st.columns(PER_ROW, gap="medium"), methods[row:row + PER_ROW]):
         with col:
@@ -167,20 +172,31 @@ for row in range(0, len(methods), PER_ROW):
                 st.markdown(f"**{name(method)}**")
                 widgets.show_failure(result, name(method))
                 continue
-            exp, f = result["explanation"], result["faithfulness"]
-            st.image(overlay(view, exp.map, alpha=alpha), width="stretch", caption=name(method))
-            st.markdown(f"{VERDICT_BADGES[f.verdict()]} {exp.seconds:.1f} s")
-            st.caption(in_words(f))
-done_maps = {m: r for m, r in results.items() if not isinstance(r, Exception)}
+            st.image(overlay(view, result.map, alpha=alpha), width="stretch", caption=name(method))
+            slots[method] = result, st.empty()
+            slots[method][1].caption(f"{result.seconds:.1f} s · checking the map against random maps…")
+# The checks cost ~70 forward passes a map, the map itself one or a few: every map is drawn first, then the
+# checks fill in under them one by one.
+done_maps: dict[str, tuple[Explanation, Faithfulness]] = {}
+for method, (exp, slot) in slots.items():
+    try:
+        f = cached.checks(classifier, key, image, method, target, arch)
+    except Exception as e:  # noqa: BLE001 - shown under its own map as one sentence
+        with slot.container():
+            widgets.show_failure(e, f"checking {name(method)}")
+        continue
+    done_maps[method] = exp, f
+    with slot.container():
+        st.markdown(f"{VERDICT_BADGES[f.verdict()]} {exp.seconds:.1f} s")
+        st.caption(in_words(f))
 if done_maps:
     with st.expander("The numbers behind the checks"):
         st.dataframe(pd.DataFrame([{
-            "method": name(m), "seconds": r["explanation"].seconds,
-            "deletion": r["faithfulness"].deletion_auc, "deletion, random maps": r["faithfulness"].deletion_random_auc,
-            "insertion": r["faithfulness"].insertion_auc,
-            "insertion, random maps": r["faithfulness"].insertion_random_auc,
-            "infidelity": r["faithfulness"].infidelity, "sensitivity": r["faithfulness"].sensitivity}
-            for m, r in done_maps.items()]), hide_index=True, width="stretch",
+            "method": name(m), "seconds": exp.seconds,
+            "deletion": f.deletion_auc, "deletion, random maps": f.deletion_random_auc,
+            "insertion": f.insertion_auc, "insertion, random maps": f.insertion_random_auc,
+            "infidelity": f.infidelity, "sensitivity": f.sensitivity}
+            for m, (exp, f) in done_maps.items()]), hide_index=True, placeholder=widgets.MISSING, width="stretch",
             column_config={c: st.column_config.NumberColumn(format="%.3f") for c in (
                 "seconds", "deletion", "deletion, random maps", "insertion", "insertion, random maps",
                 "infidelity", "sensitivity")})

@@ -80,3 +80,38 @@ def test_data_benchmark_feeds_both_loaders_the_same_files_and_gets_the_same_pixe
     theirs = next(x for (path, _), (x, _) in zip(dataset.samples, dataset) if path.endswith(name))
     ours = to_model_input(bundle.train.images[:1], size=32, mean=(0.5,) * 3, std=(0.25,) * 3, channels=3)[0]
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_app_benchmark_reports_each_steps_median_and_uploads_a_new_photo_each_time(tmp_path):
+    """`cvdemo bench app` (which needs a browser, so only its pieces here): every step's figure is the median
+    of its repeats (a step done once is its one figure), `ratio` is the bare app's page switch over ours,
+    and the Explain repeats upload four different photos, so none is answered from the page's cache."""
+    import hashlib
+
+    from PIL import Image
+
+    from cvdemo.bench.app import _photos, summary
+
+    out = summary({"baseline_page_switch": [0.2, 0.1, 0.3], "page_switch": [0.5, 0.4, 0.45],
+                   "explain_gradcam": [2.0, 3.0, 1.0], "explain_first": [7.123], "tsne_500": [1.5, 1.25, 9.0]})
+    assert out == {"baseline_page_switch": 0.2, "page_switch": 0.45, "explain_gradcam": 2.0, "explain_first": 7.12,
+                   "tsne_500": 1.5, "ratio": 0.2 / 0.45}
+    photos = _photos(tmp_path)
+    assert len(photos) == 4
+    pixels = [Image.open(p).convert("RGB") for p in photos]
+    assert all(min(p.size) >= 224 for p in pixels)  # real photos, at least the network's input size
+    assert len({hashlib.sha256(p.tobytes()).hexdigest() for p in pixels}) == 4
+
+
+def test_dynamics_benchmark_trains_the_same_model_with_and_without_recording():
+    """`cvdemo bench dynamics`: per model, the same training with the recorder on (it records) and off, and
+    `ratio` is the worst model's images/s with recording over images/s without."""
+    r = bench.BENCHMARKS["dynamics"](torch.device("cpu"), models=("lenet", "lenet_custom"), repeats=1, images=200)
+    assert "dynamics" in bench.IN_ALL
+    assert r["repeats"] == 1 and r["every"] >= 1
+    for model in ("lenet", "lenet_custom"):
+        m = r[model]
+        assert m["images"] == 198 * r["epochs"] and m["records"] >= 1   # 99% of the 200 images train (1% validation)
+        assert m["recording_images_per_s"] > 0 and m["off_images_per_s"] > 0
+        assert math.isclose(m["ratio"], m["recording_images_per_s"] / m["off_images_per_s"])
+    assert r["ratio"] == min(r["lenet"]["ratio"], r["lenet_custom"]["ratio"])

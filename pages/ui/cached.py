@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the real modules load inside the functions (torch), not wit
     from cvdemo.data import DataBundle
     from cvdemo.embed import Embedding
     from cvdemo.evaluate import Evaluation
+    from cvdemo.explain import Explanation, Faithfulness
     from cvdemo.predict import Classifier
 
 PRETRAINED = "pretrained:efficientnet_lite0"  # the Classify/Explain source that is not a run folder
@@ -132,16 +133,25 @@ def model_lock() -> threading.Lock:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def explanation(_classifier: Classifier, key: tuple, _image: Image.Image, method: str, target: int | None, arch: str) -> dict:
-    """A method's map for one image (`key`: network, checkpoint time, image digest name the inputs) and
-    its deletion and insertion scores against random maps as smooth as it, infidelity, sensitivity and ROAD
-    (cvdemo.explain.faithfulness)."""
-    from cvdemo.explain import explain_image, faithfulness
+def explanation(_classifier: Classifier, key: tuple, _image: Image.Image, method: str, target: int | None,
+                arch: str) -> Explanation:
+    """A method's map for one image (`key`: network, checkpoint time, image digest name the inputs)."""
+    from cvdemo.explain import explain_image
 
     with model_lock():
-        exp = explain_image(_classifier, _image, method, target, arch=arch)
-        f = faithfulness(_classifier.model, _classifier.to_input(_image), exp, **FAITHFULNESS)
-    return {"explanation": exp, "faithfulness": f}
+        return explain_image(_classifier, _image, method, target, arch=arch)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def checks(_classifier: Classifier, key: tuple, _image: Image.Image, method: str, target: int | None,
+           arch: str) -> Faithfulness:
+    """The checks of `explanation`'s map (cvdemo.explain.faithfulness with FAITHFULNESS): about 70 forward
+    passes, many times the map's own cost, so the page draws every map first and its checks after."""
+    from cvdemo.explain import faithfulness
+
+    exp = explanation(_classifier, key, _image, method, target, arch)
+    with model_lock():
+        return faithfulness(_classifier.model, _classifier.to_input(_image), exp, **FAITHFULNESS)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -25,6 +25,7 @@ def test_explain_eight_chosen_methods_in_one_pass(server, page, cat_png):
     shown = [c for c in captions.all_inner_texts() if c in SHOWN]
     assert shown == SHOWN                                   # all eight, each named under its map
     sentences = page.get_by_text(re.compile("^Hiding the pixels this map points at"))
+    sentences.nth(7).wait_for(timeout=300_000)              # the checks fill in under the maps after them
     assert sentences.count() == 8                           # the checks in words, one per map
     page.get_by_text("The numbers behind the checks").click()
     table = page.get_by_test_id("stDataFrame")
