@@ -228,6 +228,7 @@ def run_info(run_dir: RunDir) -> RunInfo:
     )
 
 
+UPLOADS = "uploads"  # folder under the runs root for uploaded data (never a run: it has no config.json)
 DISPLAY_NAME_SUFFIX = ".name"  # beside an upload: the file name its owner gave it (cvdemo.uploads writes it)
 
 
@@ -276,10 +277,10 @@ def _public_name(path: str, folder: str, kind: str, runs_root: Path) -> str:
         return parts[-1] if parts else "a folder of this computer"
     if not parts:
         return "the runs folder"
-    if parts[0] == "uploads":
+    if parts[0] == UPLOADS:
         if len(parts) == 1:
             return "the uploads folder"
-        upload = data_display_name(str(runs_root / "uploads" / parts[1]))
+        upload = data_display_name(str(runs_root / UPLOADS / parts[1]))
         return upload if len(parts) == 2 else f"{parts[-1]} of {upload}"
     return f"run {parts[0]}" if len(parts) == 1 else f"{'/'.join(parts[1:])} of run {parts[0]}"
 

@@ -8,6 +8,8 @@
 Only settings that differ from the defaults go into a link, so links stay short. Keys are the
 config field names (`lr`, `batch_size`, `augment`, ...), with `model` for the architecture, `data`
 for the data source and `name` for the run's label; `train.lr`-style dotted keys are read too.
+Data uploaded in the app travels as `data=upload:<stored name>` (e.g. `upload:upload-0123456789abcdef.zip`),
+never as the server path it is stored at; it is found again only among this runs folder's uploads.
 A settings file is the other way to hand them out: `config_json` writes the shape of a run's
 config.json (what `cvdemo train --config` reads), `config_from_json` reads one back.
 Pure functions, no Streamlit: the app's pages call them.
@@ -16,10 +18,13 @@ Pure functions, no Streamlit: the app's pages call them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from cvdemo import runs
 from cvdemo.config import DataConfig, FieldInfo, ModelConfig, RunConfig, TrainConfig, _parse, field_infos
 from cvdemo.errors import ConfigError
 
@@ -28,6 +33,33 @@ SHORT = {("model", "name"): "model", ("data", "source"): "data"}
 MAX_PARAMS = 200        # a link with more parameters than the config has fields is not ours
 MAX_VALUE = 1000        # characters; longer values are refused, not parsed
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+UPLOAD = "upload:"      # a data source stored under <runs root>/uploads/, by its stored name
+STORED_NAME = re.compile(r"(upload-[0-9a-f]{16}\.zip|images-[0-9a-f]{16})")  # cvdemo.uploads' names
+
+
+def _uploads_folder() -> Path:
+    return runs.default_root().expanduser().resolve() / runs.UPLOADS
+
+
+def source_to_query(source: str) -> str:
+    """A data source as a link carries it: an upload by its stored name (`upload:…`), anything else as it is."""
+    path = Path(source).expanduser()
+    if path.is_absolute() and STORED_NAME.fullmatch(path.name) and path.resolve().parent == _uploads_folder():
+        return UPLOAD + path.name
+    return source
+
+
+def source_from_query(text: str) -> str:
+    """The data source a link's `data=` names: an `upload:…` back to its file in this runs folder's uploads
+    (ConfigError when there is no such upload here), anything else as it is."""
+    if not text.startswith(UPLOAD):
+        return text
+    name = text[len(UPLOAD):]
+    path = _uploads_folder() / name
+    if not STORED_NAME.fullmatch(name) or not path.exists():
+        raise ConfigError(f"names an upload that is not on this computer ({name[:40]!r}): upload the data again "
+                          "on the Data page")
+    return str(path)
 
 
 def _infos() -> dict[tuple[str, str], FieldInfo]:
@@ -72,7 +104,8 @@ def config_to_query(config: RunConfig) -> dict[str, str]:
     for section in SECTIONS:
         for name, value in raw[section].items():
             if _text(value) != _text(defaults[section][name]):
-                out[query_key(section, name)] = _text(value)
+                text = _text(value)
+                out[query_key(section, name)] = source_to_query(text) if (section, name) == ("data", "source") else text
     if config.name:
         out["name"] = config.name
     return out
@@ -154,7 +187,8 @@ def config_from_query(params: Mapping[str, Any], base: RunConfig | None = None, 
             continue
         section, name = keys[key]
         try:
-            candidate = {**raw[section], name: _value(text, infos[(section, name)])}
+            given = source_from_query(text.strip()) if (section, name) == ("data", "source") else text
+            candidate = {**raw[section], name: _value(given, infos[(section, name)])}
             _check_field(section, name, candidate[name])
             if (section, name) == ("model", "name") and models is not None and candidate[name] not in models:
                 raise ConfigError(f"model {text[:40]!r} is not an architecture cvdemo knows (see the Model page)")

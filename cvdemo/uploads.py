@@ -14,10 +14,10 @@ from pathlib import Path
 
 from cvdemo import limits, runs
 from cvdemo.errors import CvdemoError
+from cvdemo.runs import UPLOADS
 
 __all__ = ["UPLOADS", "uploads_dir", "check_size", "save_zip", "remember_name", "safe_class_name", "save_labelled_images"]
 
-UPLOADS = "uploads"  # folder under the runs root for uploaded data (never a run: it has no config.json)
 
 
 def uploads_dir(root: Path | str | None = None) -> Path:

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from cvdemo import runs
 from cvdemo.config import RunConfig
+from cvdemo.errors import ConfigError
 from cvdemo.share import config_from_json, config_from_query, config_json, config_to_query, query_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +169,33 @@ def test_the_runs_page_makes_the_report_for_download(digits_run):
     assert text.startswith("<!DOCTYPE html>") and "Confusion matrix" in text and "Grad-CAM" in text
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the report (HTML)" in labels
+
+
+def test_an_uploaded_data_set_travels_by_its_stored_name_never_its_server_path(tmp_path, monkeypatch):
+    from cvdemo import uploads
+    from cvdemo.share import source_from_query
+
+    monkeypatch.setenv("CVDEMO_RUNS", str(tmp_path / "runs"))
+    stored = uploads.save_zip(_zip_bytes())
+    config = RunConfig().replace(data={"source": str(stored)})
+    query = config_to_query(config)
+    assert query["data"] == f"upload:{stored.name}" and str(tmp_path) not in "".join(query.values())
+    back = config_from_query(query)
+    assert back.problems == [] and back.config.data.source == str(stored)
+    for bad in ("upload:../../etc/passwd", "upload:upload-0000000000000000.zip", "upload:/tmp/x.zip"):
+        shared = config_from_query({"data": bad})
+        assert shared.config.data.source == RunConfig().data.source
+        assert shared.problems and "not on this computer" in shared.problems[0], shared.problems
+    with pytest.raises(ConfigError):
+        source_from_query("upload:")
+    assert source_from_query("/home/teacher/photos") == "/home/teacher/photos"  # a folder of one's own stays
+
+
+def _zip_bytes() -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr("cats/a.png", b"not really a png: the link only names the file")
+    return out.getvalue()
