@@ -136,6 +136,11 @@ def test_projector_mode_shows_loss_and_accuracy_without_scrolling(server, page, 
     assert page.get_by_test_id("stSidebar").get_by_text("Projector mode").is_visible()
     size = page.evaluate("() => getComputedStyle(document.querySelector('h1')).fontSize")
     assert float(size.removesuffix("px")) >= 44, size
+    metric = page.evaluate("""() => {  // the innermost element: the text as drawn
+      let el = document.querySelector('[data-testid=stMetricValue]');
+      while (el.firstElementChild) el = el.firstElementChild;
+      return getComputedStyle(el).fontSize; }""")
+    assert float(metric.removesuffix("px")) >= 44, metric   # 2.6rem of the 20-px type: read from across a room
     assert "projector=1" in page.url
     screenshot(page, "train-projector", max_height=900)
 
