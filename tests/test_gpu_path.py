@@ -129,7 +129,7 @@ def test_feature_cache_uses_the_eval_batch(tmp_path, monkeypatch):
     monkeypatch.setattr(feature_cache, "head_inputs", spy)
     cfg = RunConfig().replace(**FROZEN)
     summary = job.run_training(cfg, runs.create_run(tmp_path, cfg))
-    assert summary["cached_features"] and cached == [48, 48]
+    assert summary["cached_features"] and cached == [48, 48, 48]  # train, validation, test
 
 
 def raise_oom(*args, **kwargs):
