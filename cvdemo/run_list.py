@@ -15,6 +15,7 @@ from typing import Any
 from cvdemo import runs
 from cvdemo.checkpoint import has_checkpoint
 from cvdemo.health import run_health
+from cvdemo.public_names import public_text
 from cvdemo.runs import RunInfo
 
 __all__ = ["runs_with_weights", "run_label", "run_labels", "short_name", "run_rows"]
@@ -78,9 +79,9 @@ def short_name(run: RunInfo) -> str:
 
 def run_rows(found: list[RunInfo]) -> list[dict[str, Any]]:
     """One row per run: id, state, health (did it learn? see cvdemo.health), model, data, epochs
-    done/planned, best val top-1, test top-1, message (with no server path: see runs.public_text)."""
+    done/planned, best val top-1, test top-1, message (with no server path: see public_names.public_text)."""
     return [{"run": r.id, "state": r.state, "health": run_health(r.path).verdict, "model": r.model,
              "data": r.data_name or r.data,
              "epochs": f"{r.epochs_done}/{r.epochs}",
              "val top-1": r.best_val_top1, "test top-1": r.test_top1,
-             "message": runs.public_text(r.message)} for r in found]  # a failed run's names the user's file
+             "message": public_text(r.message)} for r in found]  # a failed run's names the user's file

@@ -11,6 +11,7 @@ from cvdemo.errors import CvdemoError
 from cvdemo.lesson_results import lesson_from_link, lesson_link
 from cvdemo.lessons import list_lessons, load_lesson
 from cvdemo.progress import duration, progress
+from cvdemo.public_names import public_text
 from cvdemo.recipes import list_recipes, load_recipe
 from cvdemo.run_list import run_rows
 from pages.ui import comparison, projector, state, widgets
@@ -167,7 +168,7 @@ def run_list() -> None:
         p = progress(r, runs.read_metrics(r.path))
         eta = f" · about {duration(p['eta'])} left" if p["eta"] is not None else ""
         st.progress(p["fraction"], text=f"**{r.model}** on {r.data_name or r.data} · "
-                    f"{runs.public_text(r.message) or r.state}{eta}")
+                    f"{public_text(r.message) or r.state}{eta}")
     st.subheader("Recent runs")
     if not found:
         st.info("No runs yet: press **Start** on a lesson to train one.")

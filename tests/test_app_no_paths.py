@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest
 from cvdemo import runs, uploads
 from cvdemo.compare import result_rows
 from cvdemo.lesson_results import lesson_rows
+from cvdemo.public_names import public_text
 from cvdemo.run_list import run_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,17 +124,17 @@ def test_public_text_names_the_users_file_and_the_run_never_the_folder():
     root = runs.default_root()
     stored = uploads.uploads_dir() / "upload-0123456789abcdef.zip"
     uploads.remember_name(stored, "scenes.zip")
-    assert runs.public_text(f"zip {stored} does not exist: check the path.") == \
+    assert public_text(f"zip {stored} does not exist: check the path.") == \
         "zip scenes.zip does not exist: check the path."
-    assert runs.public_text(f"[Errno 2] No such file or directory: '{stored}'").endswith("'scenes.zip'")
+    assert public_text(f"[Errno 2] No such file or directory: '{stored}'").endswith("'scenes.zip'")
     run = root / "20260101-120000-lenet-digits-ab12"
-    assert runs.public_text(f"checkpoint {run / 'best.pt'} does not exist") == \
+    assert public_text(f"checkpoint {run / 'best.pt'} does not exist") == \
         "checkpoint best.pt of run 20260101-120000-lenet-digits-ab12 does not exist"
-    assert runs.public_text(f"cannot create the runs folder {root}: Permission denied") == \
+    assert public_text(f"cannot create the runs folder {root}: Permission denied") == \
         "cannot create the runs folder: Permission denied"
     site = sysconfig.get_paths()["purelib"]
-    assert runs.public_text(f"{site}/torch/serialization.py failed") == "serialization.py failed"
-    assert runs.public_text("see `cvdemo runs`, runs/ids and /tmpfoo/x") == "see `cvdemo runs`, runs/ids and /tmpfoo/x"
+    assert public_text(f"{site}/torch/serialization.py failed") == "serialization.py failed"
+    assert public_text("see `cvdemo runs`, runs/ids and /tmpfoo/x") == "see `cvdemo runs`, runs/ids and /tmpfoo/x"
 
 
 def test_a_bad_upload_names_the_users_file():

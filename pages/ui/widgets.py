@@ -13,8 +13,9 @@ from cvdemo import runs
 from cvdemo.config import ConfigProblem, allowed_values, field_infos
 from cvdemo.errors import CvdemoError
 from cvdemo.health import Health
+from cvdemo.public_names import public_text
 from cvdemo.run_list import run_labels
-from cvdemo.runs import RunInfo, public_text
+from cvdemo.runs import RunInfo
 from pages.ui.state import KEY_FLASH, form_key
 
 # Material icons ship with Streamlit, so they show on a laptop with no emoji font too.
