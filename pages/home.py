@@ -157,10 +157,14 @@ with st.expander("Recipes from the student reports: set one up on the Train page
         projector.switch_page("pages/train.py")
 
 
-@st.fragment(run_every=2)
-def run_list() -> None:
+def run_list(polling: bool) -> None:
+    """What is training now and the latest runs. Redrawn every 2 s only while something trains: a page
+    polling for nothing makes a click on it (a lesson's Start) race the reruns. When the last run ends,
+    the whole page is drawn once more, which stops the polling."""
     found = runs.list_runs(runs.default_root())
     active = [r for r in found if r.state in ("queued", "running")]
+    if polling and not active:
+        st.rerun(scope="app")
     st.subheader(f"Running now ({len(active)})")
     if not active:
         st.caption("Nothing is training. Start a lesson above, or set one up on the Train page.")
@@ -177,4 +181,5 @@ def run_list() -> None:
                  column_config=widgets.PERCENT_COLUMNS)
 
 
-run_list()
+training = any(r.state in ("queued", "running") for r in runs.list_runs(runs.default_root()))
+st.fragment(run_list, run_every=2 if training else None)(training)

@@ -41,3 +41,14 @@ def settle(page, ms: int = 1000) -> None:
     page.mouse.move(0, 0)
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(ms)
+
+
+def start_lesson(page, card: str) -> None:
+    """Press Start on Home's lesson card titled `card`, once the whole page is drawn. The Start of a named
+    card, not the first Start on the page: a click while Home was still drawing once landed on another
+    lesson's button."""
+    page.get_by_text("Recent runs").wait_for(timeout=60_000)
+    settle(page)
+    box = page.get_by_test_id("stVerticalBlock").filter(
+        has=page.locator("h4", has_text=card)).filter(has=page.get_by_role("button", name="Start")).last
+    box.get_by_role("button", name="Start", exact=True).click()

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from shots import screenshot, settle
+from shots import screenshot, settle, start_lesson
 
 from cvdemo import runs
 
@@ -116,7 +116,7 @@ def test_classify_the_cat_photo_with_the_pretrained_network(server, page, cat_pn
 def test_home_lesson_opens_the_train_page_watching_its_run(server, page):
     page.goto(server["url"])
     title(page, "image classification playground")
-    page.get_by_role("button", name="Start", exact=True).first.click()
+    start_lesson(page, "Digits with LeNet")
     title(page, "Train")                                   # the lesson's run, watched where its curves grow
     page.get_by_test_id("stMetricLabel").filter(has_text="epochs done").wait_for(timeout=60_000)
     page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d+ / 10$")).wait_for(timeout=30_000)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from helpers import recorded_run
-from shots import heading, screenshot, settle
+from shots import heading, screenshot, settle, start_lesson
 
 from cvdemo import runs
 from pages.ui.charts import RUN_COLOURS
@@ -149,10 +149,8 @@ def test_a_lesson_started_in_projector_mode_keeps_projector_mode_on_the_train_pa
     """Item 5: Start on Home switches to the Train page by code, which used to drop the mode."""
     page.goto(server["url"] + "/?projector=1")
     heading(page, "image classification playground")
-    page.get_by_text("Recent runs").wait_for(timeout=60_000)  # the whole page drawn: a click before that was lost
-    settle(page)
     before = {r.id for r in runs.list_runs(server["runs"])}
-    page.get_by_role("button", name="Start", exact=True).first.click()
+    start_lesson(page, "Digits with LeNet")
     heading(page, "Train")
     page.get_by_test_id("stMetricLabel").filter(has_text="epochs done").wait_for(timeout=60_000)
     assert "projector=1" in page.url, page.url
