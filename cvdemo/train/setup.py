@@ -135,8 +135,14 @@ def check_input_size(config: RunConfig, image_size: int) -> None:
 def _check_input_size(name: str, kwargs: tuple[tuple[str, Any], ...], image_size: int) -> None:
     """`check_input_size` for one architecture and size, once per process: each run asks twice (before its
     folder is made, then in build_setup) and a sweep's arms ask again, and the meta pass costs 0.5 s for
-    efficientnet_lite0 on a busy 2-core CPU (5 s for the first in a process, which loads torch's decompositions)."""
+    efficientnet_lite0 on a busy 2-core CPU (5 s for the first in a process, which loads torch's decompositions).
+
+    At or above the registry's min_input_size the pass is skipped: every architecture is tested at that size
+    (tests/test_models.py), convolutions and poolings only grow their output with their input, and the heads pool
+    adaptively; only a size below it, where a model may really fail, pays for the pass."""
     spec = get_spec(name)
+    if image_size >= spec.min_input_size:
+        return
     try:
         with torch.device("meta"), torch.no_grad():
             model = create_model(spec.name, 2, in_channels=3, **dict(kwargs)).eval()
