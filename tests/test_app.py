@@ -90,7 +90,7 @@ def test_lesson_button_launches_a_background_run_that_the_train_page_can_cancel(
     assert not at.exception
     found = runs.list_runs()
     assert len(found) == 1
-    assert (found[0].model, found[0].data, found[0].epochs) == ("lenet", "digits", 10)
+    assert (found[0].model, found[0].data, found[0].epochs) == ("lenet_custom", "digits", 12)
     assert at.session_state[state.KEY_WATCH_RUN] == found[0].id  # what the Train page opens on
     deadline = time.time() + 90  # cancel once training proper has begun
     while not runs.read_status(found[0].path).get("message", "").startswith("epoch") and time.time() < deadline:

@@ -22,11 +22,11 @@ def assert_one_sentence_error(proc, *fragments):
 
 
 @pytest.mark.slow
-def test_train_lenet_on_digits_reaches_97_percent(tmp_path):
-    out = last_json(cvdemo("train", "--data", "digits", "--model", "lenet", "--epochs", "10",
-                           "--out", str(tmp_path), "--json"))
+def test_the_classroom_recipe_reaches_97_percent(tmp_path):
+    """`lenet-digits` at one of its two weakest seeds of 0-9 (`cvdemo bench classroom` runs all ten)."""
+    out = last_json(cvdemo("train", "--recipe", "lenet-digits", "--seed", "7", "--out", str(tmp_path), "--json"))
     assert out["status"] == "completed"
-    assert out["epochs"] == 10
+    assert out["epochs"] == 12
     assert out["test"]["top1"] >= 0.97, out
     assert 0 <= out["test"]["top1"] <= out["test"]["top5"] <= 1
     run = tmp_path / out["run"].split("/")[-1]

@@ -78,7 +78,7 @@ def test_an_arm_is_the_recipe_with_the_lessons_and_its_own_changes():
     lesson = load_lesson("learning-rate")
     lrs = [a.config.train.lr for a in lesson.arms]
     assert lrs == sorted(lrs) and lrs[-1] >= 100 * lrs[0]
-    for arm in lesson.arms:  # the lesson's shared changes on top of lenet-digits, then the arm's
+    for arm in lesson.arms:  # the lesson's shared changes on top of lenet5-digits, then the arm's
         assert arm.config.data.source == "digits"
         assert arm.config.train.optimizer == "sgd" and arm.config.train.schedule == "constant"
     other = lesson.configs_for("mnist")

@@ -184,7 +184,7 @@ def test_cpu_recipe_runs_a_short_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_writes_one_row_per_model(tmp_path):
-    proc = cvdemo("sweep", "--recipe", "lenet-digits", "--vary", "model=lenet,lenet_custom", "--epochs", "1",
+    proc = cvdemo("sweep", "--recipe", "lenet5-digits", "--vary", "model=lenet,lenet_custom", "--epochs", "1",
                   "--limit-train", "200", "--out", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])

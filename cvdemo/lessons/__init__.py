@@ -3,7 +3,7 @@
 Each lesson is a JSON file in this folder:
 
     {"version": 1, "title": ..., "question": ...,
-     "recipe": "lenet-digits",                  # optional: the recipe every arm starts from
+     "recipe": "lenet5-digits",                 # optional: the recipe every arm starts from
      "config": {partial RunConfig},             # optional: changes every arm shares
      "arms": [{"label": "lr 0.0003",            # what differs, as the chart legend names it
                "recipe": ..., "config": {...}}, # optional per arm: its own recipe and changes

@@ -119,7 +119,7 @@ def test_home_lesson_opens_the_train_page_watching_its_run(server, page):
     start_lesson(page, "Digits with LeNet")
     title(page, "Train")                                   # the lesson's run, watched where its curves grow
     page.get_by_test_id("stMetricLabel").filter(has_text="epochs done").wait_for(timeout=60_000)
-    page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d+ / 10$")).wait_for(timeout=30_000)
+    page.get_by_test_id("stMetricValue").filter(has_text=re.compile(r"^\d+ / 12$")).wait_for(timeout=30_000)
     settle(page)
     screenshot(page, "home-lesson-opens-train")
     run = runs.list_runs(server["runs"])[0]                 # the run the click started
