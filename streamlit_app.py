@@ -4,7 +4,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from cvdemo.allocator import tune_cpu_allocator
 from pages.ui import projector
+
+tune_cpu_allocator()  # the app evaluates and explains in its own process (see cvdemo.allocator)
 
 # A local file, not a :material/...: icon: Streamlit fetches those from fonts.gstatic.com, and an
 # offline app asks no outside server for anything (tests/browser/test_offline_browser.py).

@@ -97,8 +97,7 @@ def test_wait_for_slot_tells_which_slot(tmp_path):
 def test_eval_batch_follows_the_run_batch_on_a_gpu():
     cuda = torch.device("cuda")
     assert [devices.eval_batch_size(b, cuda) for b in (1, 64, 512)] == [2, 128, 1024]
-    assert devices.eval_batch_size(32, torch.device("cpu")) == 256  # the CPU path as before
-    assert devices.eval_batch_size(512, torch.device("cpu")) == 512
+    assert devices.eval_batch_size(32, torch.device("cpu")) == devices.eval_batch_size(512, torch.device("cpu")) == 64
 
 
 def test_every_phase_uses_the_eval_batch(tmp_path, monkeypatch):

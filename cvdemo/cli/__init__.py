@@ -15,6 +15,7 @@ import os
 import sys
 
 from cvdemo import __version__
+from cvdemo.allocator import tune_cpu_allocator
 from cvdemo.cli import (
     analysis,
     attack,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit code: 0 done, 1 internal error, 2 a user error, 130 interrupted."""
+    tune_cpu_allocator()  # large tensors reused, not mapped afresh each batch (see cvdemo.allocator)
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # named by the subcommand whose flags they are not: "cvdemo train: unrecognized ..."
