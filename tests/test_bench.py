@@ -115,3 +115,16 @@ def test_dynamics_benchmark_trains_the_same_model_with_and_without_recording():
         assert m["recording_images_per_s"] > 0 and m["off_images_per_s"] > 0
         assert math.isclose(m["ratio"], m["recording_images_per_s"] / m["off_images_per_s"])
     assert r["ratio"] == min(r["lenet"]["ratio"], r["lenet_custom"]["ratio"])
+
+
+@pytest.mark.slow
+def test_frozen_folder_benchmark_runs_cvdemo_and_the_plain_script_over_the_same_images():
+    """`cvdemo bench frozen-folder`: `cvdemo train --freeze backbone` and the plain script each pass every image
+    of the same folder through the pretrained backbone (cvdemo: training and validation images in its feature
+    pass, the test images after training), and `ratio` is the script's wall time over cvdemo's."""
+    r = bench.BENCHMARKS["frozen-folder"](torch.device("cpu"), n=60, side=32, size=32, epochs=2)
+    assert "frozen-folder" in bench.IN_ALL
+    assert r["images"] == 60 == r["baseline_feature_images"] == r["feature_images"] + r["test_images"]
+    assert r["test_images"] > 0 and r["feature_images_per_s"] > 0 and r["baseline_feature_images_per_s"] > 0
+    assert 0 <= r["test_top1"] <= 1 and 0 <= r["baseline_test_top1"] <= 1
+    assert math.isclose(r["ratio"], r["baseline_seconds"] / r["seconds"])

@@ -223,6 +223,9 @@ def test_a_second_frozen_run_reuses_the_features_and_ends_the_same(tmp_path):
 
     empty, empty_epochs = run(cfg)
     stored = {p.stem: p.stat().st_mtime_ns for p in store.files()}
+    features = [m for m in runs.read_metrics(made[0]) if m.get("kind") == "features"]
+    data = empty["data"]
+    assert len(features) == 1 and features[0]["images"] == data["train"] + data["val"] and features[0]["seconds"] > 0
     assert len(stored) == 3  # train, validation and test
     whole = test_best(build_setup(cfg), made[0], batch_size=64)  # best.pt through the whole network
     assert set(whole) == set(empty["test"]) and whole["n"] == empty["test"]["n"] == 40

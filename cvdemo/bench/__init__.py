@@ -5,7 +5,7 @@ cvdemo and a plain-PyTorch baseline doing the same work back to back, and report
 both figures and their ratio (> 1 means cvdemo is faster). The baselines are plain
 scripts and loops in `cvdemo/bench/baselines/`; one module here per family:
 
-    training   train-throughput, inference, classroom, frozen-features
+    training   train-throughput, inference, classroom, frozen-features, frozen-folder
     dynamics   dynamics (training with the per-layer-group dynamics recorded vs without: what recording costs)
     data       data (our folder loader vs torchvision's ImageFolder, and vs tensors in memory)
     explain    explain (vs Captum, and integrated gradients' peak memory)
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "inference": training.bench_inference,
     "classroom": training.bench_classroom,
     "frozen-features": training.bench_frozen_features,
+    "frozen-folder": training.bench_frozen_folder,
     "feature-store": feature_store.bench_feature_store,
     "explain": explain.bench_explain,
     "embed": embed.bench_embed,

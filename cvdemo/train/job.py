@@ -47,13 +47,16 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
     if can_cache_features(config, setup):
         head = get_module(setup.model, setup.spec.head)
         runs.write_status(run_dir, "running", "computing the frozen backbone's features once")
-        total = len(setup.bundle.train) + len(setup.bundle.val)
+        total, start = len(setup.bundle.train) + len(setup.bundle.val), time.perf_counter()
         with memory_phase("the frozen backbone's feature cache"), \
                 phase("features", "computing the frozen backbone's features", total) as meter:
             cached_train = feature_batches(setup, setup.bundle.train, head, amp, t.batch_size, True, t.seed,
                                            cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
             cached_val = feature_batches(setup, setup.bundle.val, head, amp, eval_batch, False, t.seed,
                                          cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
+        # what the one pass cost (computed, or read back from the store): `cvdemo bench frozen-folder` reads it
+        runs.append_metrics(run_dir, {"kind": "features", "images": total, "seconds": time.perf_counter() - start,
+                                      "time": time.time()})
         return head, (lambda x: x.to(setup.device, non_blocking=True)), cached_train, cached_val
     cuda = setup.device.type == "cuda"
     train_resident, val_resident = agreed_resident(config, setup)
