@@ -118,6 +118,28 @@ def test_a_digits_lenet_reads_drawn_digits(digits_run):
         assert len(right) >= 8, (pen, dict(enumerate(predicted)))
 
 
+@pytest.mark.slow
+def test_the_draw_pages_own_lesson_reads_drawn_digits(tmp_path):
+    """The run the Draw page's button trains (the classroom recipe: a modern LeNet reading the digits at 16 px)
+    takes drawings through the page's own read_canvas: at least 8 of 10 right."""
+    from cvdemo import runs
+    from cvdemo.data.drawing import run_drawing_style
+    from cvdemo.explain.canvas import read_canvas
+    from cvdemo.predict import Classifier
+    from cvdemo.recipes import load_recipe
+    from cvdemo.train.job import run_training
+
+    config = load_recipe("lenet-digits").config
+    run_dir = runs.create_run(tmp_path, config)
+    assert run_training(config, run_dir)["status"] == "completed"
+    style = run_drawing_style(run_dir)
+    clf = Classifier.from_run(run_dir)
+    assert style == "digits" and clf.image_size == 16
+    read = [read_canvas(clf, canvas_of(STROKES[d], pen=PEN), style, arch=config.model.name) for d in range(10)]
+    right = [d for d in range(10) if read[d].guesses[0]["class"] == str(d)]
+    assert len(right) >= 8, {d: r.guesses[0]["class"] for d, r in enumerate(read)}
+
+
 def test_only_grey_runs_with_few_classes_take_drawings(tmp_path):
     import json
 
