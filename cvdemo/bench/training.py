@@ -20,6 +20,18 @@ TEXTBOOK_DIGITS = Path(__file__).parent / "baselines" / "textbook_digits.py"
 FROZEN_FOLDER = Path(__file__).parent / "baselines" / "frozen_folder.py"
 
 
+def timed_process(args: list[str], device: torch.device) -> tuple[float, str]:
+    """Run `python ARGS` in a fresh process (device in $CVDEMO_BENCH_DEVICE): its wall time, start-up included,
+    and the last line of its stdout; a failure raises with the last line of its stderr."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env={**os.environ, "CVDEMO_BENCH_DEVICE": device.type})
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])}: {(proc.stderr.strip().splitlines() or ['failed'])[-1]}")
+    return seconds, proc.stdout.strip().splitlines()[-1]
+
+
 def write_image_folder(root: Path, n: int = 2000, classes: int = 10, size: int = 32, seed: int = 0) -> Path:
     """A train/<class>/*.png folder of synthetic colour images (a per-class colour and noise), with a tiny
     test/ split."""
@@ -107,18 +119,12 @@ def bench_classroom(device: torch.device, seeds: tuple[int, ...] = tuple(range(1
     top1s, seconds = [], []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "cvdemo", "train", "--recipe", recipe, "--seed", str(seed),
-                                   "--out", tmp, "--device", device.type, "--json"], capture_output=True, text=True)
-            seconds.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.strip().splitlines()[-1])
-        top1s.append(json.loads(proc.stdout.strip().splitlines()[-1])["test"]["top1"])
-    start = time.perf_counter()
-    base = subprocess.run([sys.executable, str(TEXTBOOK_DIGITS)], capture_output=True, text=True,
-                          env={**os.environ, "CVDEMO_BENCH_DEVICE": device.type})
-    baseline = time.perf_counter() - start
-    base_top1 = float(base.stdout.strip().splitlines()[-1]) if base.returncode == 0 else float("nan")
+            took, line = timed_process(["-m", "cvdemo", "train", "--recipe", recipe, "--seed", str(seed), "--out", tmp,
+                                        "--device", device.type, "--json"], device)
+        seconds.append(took)
+        top1s.append(json.loads(line)["test"]["top1"])
+    baseline, base_line = timed_process([str(TEXTBOOK_DIGITS)], device)
+    base_top1 = float(base_line)
     median_seconds = sorted(seconds)[len(seconds) // 2]
     ranked = sorted(top1s)
     return {"recipe": recipe, "seeds": list(seeds), "test_top1": top1s, "seconds": seconds,
@@ -172,25 +178,16 @@ def bench_frozen_folder(device: torch.device, n: int = 3000, side: int = 64, siz
 
     with tempfile.TemporaryDirectory(prefix="cvdemo-bench-frozen-") as tmp:
         folder = write_folder(Path(tmp) / "photos", "PNG", side, n)
-        env = {**os.environ, "CVDEMO_BENCH_DEVICE": device.type}
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "cvdemo", "train", "--data", str(folder),
-                               "--model", "efficientnet_lite0", "--pretrained", "--freeze", "backbone",
-                               "--image-size", str(size), "--epochs", str(epochs), "--out", str(Path(tmp) / "runs"),
-                               "--device", device.type, "--json"], capture_output=True, text=True, env=env)
-        ours = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(proc.stderr.strip().splitlines()[-1])
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        ours, line = timed_process(["-m", "cvdemo", "train", "--data", str(folder), "--model", "efficientnet_lite0",
+                                    "--pretrained", "--freeze", "backbone", "--image-size", str(size),
+                                    "--epochs", str(epochs), "--out", str(Path(tmp) / "runs"),
+                                    "--device", device.type, "--json"], device)
+        summary = json.loads(line)
         run = runs.list_runs(Path(tmp) / "runs")[0]
         features = next(m for m in runs.read_metrics(run.path) if m.get("kind") == "features")
-        start = time.perf_counter()
-        base = subprocess.run([sys.executable, str(FROZEN_FOLDER), str(folder / "train"), str(size), str(epochs)],
-                              capture_output=True, text=True, env=env)
-        baseline = time.perf_counter() - start
-        if base.returncode != 0:
-            raise RuntimeError(base.stderr.strip().splitlines()[-1])
-        plain = json.loads(base.stdout.strip().splitlines()[-1])
+        baseline, base_line = timed_process([str(FROZEN_FOLDER), str(folder / "train"), str(size), str(epochs)],
+                                            device)
+        plain = json.loads(base_line)
     return {"images": n, "side": side, "size": size, "epochs": epochs, "seconds": ours,
             "test_top1": summary["test"]["top1"], "feature_images": features["images"],
             "test_images": summary["test"]["n"], "feature_images_per_s": features["images"] / features["seconds"],
