@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from cvdemo import spare
 from cvdemo.allocator import tune_cpu_allocator
 from pages.ui import projector
 
@@ -30,3 +31,6 @@ pages = {
 page = st.navigation(pages, expanded=True)
 projector.sidebar_toggle()  # larger type and curves first, for a classroom (also ?projector=1)
 page.run()
+# After the page is drawn: a spare training process imports torch at idle priority, so that the next
+# Start trains without waiting for those imports (see cvdemo.spare).
+spare.keep_ready()

@@ -300,19 +300,30 @@ def launch(config: RunConfig, root: Path | str | None = None) -> RunDir:
 
     The child's output goes to the run's `log.txt`; its progress is read from the folder.
     """
+    run_dir = create_run(root if root is not None else default_root(), config)
+    _train_in_background(run_dir, ["train", "--run-dir", str(run_dir)])
+    return run_dir
+
+
+def _train_in_background(run_dir: Path, argv: list[str]) -> None:
+    """`cvdemo <argv>` in a process of its own, its output appended to the run's log.txt: the app's spare
+    process when one is waiting (`cvdemo.spare`: its imports already done), else a fresh one."""
     import subprocess
     import sys
 
-    run_dir = create_run(root if root is not None else default_root(), config)
-    with open(run_dir / "log.txt", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cvdemo", "train", "--run-dir", str(run_dir)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: a Ctrl-C or a restart of the app does not reach it
-        )
+    from cvdemo import spare
+
+    log_path = run_dir / "log.txt"
+    pid = spare.hand_over(argv, log_path)
+    if pid is None:
+        with open(log_path, "ab") as log:
+            pid = subprocess.Popen(
+                [sys.executable, "-m", "cvdemo", *argv], stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: a Ctrl-C or a restart of the app does not reach it
+            ).pid
     # A file of its own: the child may already be writing status.json.
-    write_json(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "time": time.time()})
-    return run_dir
+    write_json(run_dir / "launch.json", {"pid": pid, "host": socket.gethostname(), "time": time.time()})
 
 
 RESUMABLE = ("cancelled", "interrupted", "failed")
@@ -331,15 +342,9 @@ def check_resumable(run_dir: RunDir) -> None:
 def resume_in_background(run_dir: RunDir) -> None:
     """Continue a stopped run from its last finished epoch in a process of its own (`cvdemo train --resume`),
     as `launch` starts a new one; its output is appended to the run's log.txt."""
-    import subprocess
-    import sys
-
     run_dir = Path(run_dir)
     check_resumable(run_dir)  # the process checks again; this is for the one-sentence error here
-    with open(run_dir / "log.txt", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "cvdemo", "train", "--resume", str(run_dir)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    write_json(run_dir / "launch.json", {"pid": proc.pid, "host": socket.gethostname(), "time": time.time()})
+    _train_in_background(run_dir, ["train", "--resume", str(run_dir)])
 
 
 class CancelledWhileQueued(CvdemoError):

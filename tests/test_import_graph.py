@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Each pattern names a module, or a package with everything in it; the longest match wins.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("cvdemo", "cvdemo.allocator", "cvdemo.errors", "cvdemo.limits", "cvdemo.config", "cvdemo.device", "cvdemo.checkpoint",
-             "cvdemo.runs", "cvdemo.public_names", "cvdemo.run_list", "cvdemo.progress", "cvdemo.share", "cvdemo.recipes",
+             "cvdemo.runs", "cvdemo.spare", "cvdemo.public_names", "cvdemo.run_list", "cvdemo.progress", "cvdemo.share", "cvdemo.recipes",
              "cvdemo.health", "cvdemo.lessons"),
     "data": ("cvdemo.data", "cvdemo.uploads"),
     "models": ("cvdemo.models",),
