@@ -128,3 +128,15 @@ def test_frozen_folder_benchmark_runs_cvdemo_and_the_plain_script_over_the_same_
     assert r["test_images"] > 0 and r["feature_images_per_s"] > 0 and r["baseline_feature_images_per_s"] > 0
     assert 0 <= r["test_top1"] <= 1 and 0 <= r["baseline_test_top1"] <= 1
     assert math.isclose(r["ratio"], r["baseline_seconds"] / r["seconds"])
+
+
+@pytest.mark.slow
+def test_feature_store_benchmark_times_a_computing_run_against_runs_that_read_undecoded():
+    """`cvdemo bench feature-store`: the later runs add no entry, end as the first did when their settings
+    match, and the feature pass read back is bit-identical to computing it; `ratio` is first over median arm."""
+    r = bench.BENCHMARKS["feature-store"](torch.device("cpu"), n=60, size=32, epochs=2, arms=(3e-3, 1e-2, 3e-4))
+    assert "feature-store" in bench.IN_ALL
+    assert min(r["images"].values()) > 0
+    assert r["store_entries"] == 3 and r["new_entries_after_first"] == 0
+    assert r["same_result_as_first"] and r["features_identical"]
+    assert len(r["arm_seconds"]) == 3 and math.isclose(r["ratio"], r["first_seconds"] / r["median_arm_seconds"])

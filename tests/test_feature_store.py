@@ -235,3 +235,79 @@ def test_a_second_frozen_run_reuses_the_features_and_ends_the_same(tmp_path):
     other, _ = run(cfg.replace(train={"lr": cfg.train.lr * 3}))
     assert {p.stem: p.stat().st_mtime_ns for p in store.files()}.keys() == stored.keys()  # no new entry
     assert other["test"] != empty["test"]  # a different head learnt: the lr reached it
+
+
+def photo_folder(root, classes=3, per_class=14, side=40):
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            base = np.zeros((side, side, 3), np.uint8)
+            base[..., c] = 150  # each class its own colour, with noise
+            noise = rng.integers(0, 100, (side, side, 3), dtype=np.uint8)
+            Image.fromarray(base + noise).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_a_frozen_run_on_an_unchanged_folder_opens_no_image_and_ends_the_same(tmp_path, monkeypatch):
+    """After a frozen run on a folder, the next one on the same files reads no image (its features and the
+    pixel digests come from the store) and ends exactly as a decoding run does; a changed file, a skipped file
+    or features missing from the store each make the run decode again."""
+    from cvdemo import runs
+    from cvdemo.config import RunConfig
+    from cvdemo.train.feature_cache import quick_bundle
+    from cvdemo.train.job import run_training
+
+    folder = photo_folder(tmp_path / "photos")
+    root = tmp_path / "runs"
+    cfg = RunConfig().replace(data={"source": str(folder), "image_size": 32},
+                              model={"name": "efficientnet_lite0", "pretrained": True, "freeze": "backbone"},
+                              train={"epochs": 2, "batch_size": 8})
+
+    def run(c):
+        run_dir = runs.create_run(root, c)
+        summary = run_training(c, run_dir)
+        assert summary["status"] == "completed" and summary["cached_features"], summary["message"]
+        epochs = [{k: v for k, v in m.items() if k not in ("seconds", "time", "images_per_s")}
+                  for m in runs.read_metrics(run_dir) if m.get("kind") == "epoch"]
+        return summary, epochs
+
+    assert quick_bundle(cfg, root) is None  # nothing noted yet
+    first, first_epochs = run(cfg)
+    assert quick_bundle(cfg, root) is not None
+
+    def no_reading(self, member):
+        raise AssertionError(f"{member} was read")
+
+    with monkeypatch.context() as m:
+        m.setattr(DirReader, "read", no_reading)
+        again, again_epochs = run(cfg)
+        other, _ = run(cfg.replace(train={"lr": cfg.train.lr * 3}))
+    assert again["test"] == first["test"] and again_epochs == first_epochs and again["data"] == first["data"]
+    assert other["test"] != first["test"]
+
+    Image.fromarray(np.full((40, 40, 3), 7, np.uint8)).save(folder / "class1" / "3.png")  # one file changes
+    assert quick_bundle(cfg, root) is None
+    changed, _ = run(cfg)
+    assert changed["data"] == first["data"]
+    store = FeatureStore(store_root(root))
+    for p in store.files():
+        p.unlink()  # the note stays, the features go: the run decodes after all
+    assert quick_bundle(cfg, root) is not None
+    refilled, _ = run(cfg)
+    assert refilled["test"] == changed["test"]
+
+    (folder / "class2" / "broken.png").write_bytes(b"not a picture")
+    skipping = cfg.replace(data={"skip_bad": True})
+    assert run(skipping)[0]["data"]["skipped"] == 1
+    assert quick_bundle(skipping, root) is None  # a split with a skipped file is never taken undecoded
+
+
+def test_the_store_is_cleared_with_its_data_notes(tmp_path):
+    store = FeatureStore(store_root(tmp_path))
+    store.put("k" * 32, torch.ones(2, 3), {"model": "m"})
+    store.remember_data("f" * 40, {"train": "a", "val": "b", "test": "c", "channels": 3})
+    assert store.recall_data("f" * 40)["train"] == "a"
+    assert store.clear()[0] == 1  # one feature file; the note goes with it
+    assert store.recall_data("f" * 40) is None and list(store.root.iterdir()) == []

@@ -51,6 +51,7 @@ class ImageReader(Protocol):
     def member(self, name: str, /) -> Any: ...
     def read(self, member: Any, /) -> bytes: ...
     def display(self, member: Any, /) -> str: ...
+    def stamp(self, member: Any, /) -> str: ...
     def forget_index(self) -> None: ...
 
 
@@ -87,6 +88,15 @@ class DirReader:
 
     def display(self, member: str) -> str:
         return str(self.root / member)
+
+    def stamp(self, member: str) -> str:
+        """What identifies the file's content without reading it: inode, size, modification and change
+        times (any write to the file moves its change time, which no user command can set back)."""
+        try:
+            st = (self.root / member).stat()
+        except OSError as e:
+            raise DataError(f"cannot read {self.root / member}: {e.strerror or e}") from None
+        return f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 class ZipReader:
@@ -137,6 +147,11 @@ class ZipReader:
 
     def display(self, member: ZipMember) -> str:
         return f"{member.name} in {self.label}"
+
+    def stamp(self, member: ZipMember) -> str:
+        """What identifies the member's content without reading it: its CRC-32 and sizes from the central
+        directory (enforced by `read`)."""
+        return f"{member.crc}:{member.size}:{member.method}:{member.csize}"
 
     def forget_index(self) -> None:
         """Drop the member table once members are resolved (lazy sets keep the reader alive)."""

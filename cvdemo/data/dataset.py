@@ -17,7 +17,7 @@ LIMIT_SEED = 0  # limits pick the same images whatever the run's seed
 def load_dataset(source: str | Path, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
                  limit_train: int | None = None, limit_test: int | None = None,
                  image_size: int | None = None, skip_bad: bool = False,
-                 cache_dir: str | Path | None = None, exclude: Sequence[str] = ()) -> DataBundle:
+                 cache_dir: str | Path | None = None, exclude: Sequence[str] = (), decode: bool = True) -> DataBundle:
     """Load a data set with train, validation and test splits.
 
     `source` is a built-in name (see SOURCES), an image folder or a .zip of one (a folder named like a
@@ -30,7 +30,8 @@ def load_dataset(source: str | Path, *, val_fraction: float = 0.1, test_fraction
     they cannot be held at their own size (default 224). `skip_bad` skips unreadable files
     (listed in `bundle.skipped`) instead of raising DataError. `cache_dir` holds torchvision
     downloads (default $CVDEMO_CACHE or ~/.cache/cvdemo). `exclude`: files of a folder or zip to leave out,
-    URL-encoded paths inside it (see `cvdemo.data.folder.excluded_names`).
+    URL-encoded paths inside it (see `cvdemo.data.folder.excluded_names`). `decode=False` (folders and zips
+    only): no file is opened, every split lists its files lazily (see `cvdemo.data.folder.load_folder`).
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be at least 0 and below 1, got {val_fraction}")
@@ -61,7 +62,7 @@ def load_dataset(source: str | Path, *, val_fraction: float = 0.1, test_fraction
     path = check_source(source)
     return load_folder(path, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                        limit_train=limit_train, limit_test=limit_test, image_size=image_size, skip_bad=skip_bad,
-                       exclude=exclude)
+                       exclude=exclude, decode=decode)
 
 
 def _limit(images: ImageSet, limit: int | None) -> ImageSet:

@@ -48,9 +48,13 @@ class Layout:
 
 def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: int,
                 limit_train: int | None, limit_test: int | None, image_size: int | None,
-                skip_bad: bool, max_pixels: int | None = None, exclude: Sequence[str] = ()) -> DataBundle:
+                skip_bad: bool, max_pixels: int | None = None, exclude: Sequence[str] = (),
+                decode: bool = True) -> DataBundle:
     """Load an image folder or a .zip of one (see the module docstring for the layouts); images over
-    `max_pixels` (None: `limits.max_pixels()`) are refused; `exclude`d files are left out (`excluded_names`)."""
+    `max_pixels` (None: `limits.max_pixels()`) are refused; `exclude`d files are left out (`excluded_names`).
+    `decode=False`: no file is opened; every split is lazy over all its files, as listed (none checked or
+    skipped, channels taken as 3), for a caller that only needs which files and labels the splits hold
+    (`LazySource.fingerprint`)."""
     if max_pixels is None:
         max_pixels = limits.max_pixels()
     if path.is_dir():
@@ -96,6 +100,11 @@ def load_folder(path: Path, *, val_fraction: float, test_fraction: float, seed: 
         parts[split] = ([names[i] for i in keep], y[keep])
 
     size = int(image_size or DEFAULT_SIZE)
+    if not decode:
+        undecoded = {split: ImageSet(None, y, channels=3, names=names, source=LazySource(
+            reader, [reader.member(n) for n in names], size, max_pixels)) for split, (names, y) in parts.items()}
+        reader.forget_index()
+        return DataBundle(path.name, layout.classes, undecoded["train"], undecoded["val"], undecoded["test"], 3)
     fast = use_fast_jpeg([n for names, _ in parts.values() for n in names])
     decoded = {split: decode_split(reader, names, y, size=size, skip_bad=skip_bad, max_pixels=max_pixels,
                                    fast_jpeg=fast)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,15 @@ class LazySource:
 
     def subset(self, idx: Sequence[int]) -> LazySource:
         return LazySource(self.reader, [self.members[i] for i in idx], self.size, self.max_pixels)
+
+    def fingerprint(self) -> str:
+        """A digest of which files these are, in order, and of their content as stamped by the reader (size,
+        times, inode; a zip member's CRC), without reading them: it changes when any file does."""
+        h = hashlib.blake2b(digest_size=20)
+        h.update(f"{type(self.reader).__name__} size={self.size} max_pixels={self.max_pixels}".encode())
+        for member in self.members:
+            h.update(f"\n{self.reader.display(member)}\0{self.reader.stamp(member)}".encode())
+        return h.hexdigest()
 
     def load(self, i: int, channels: int) -> torch.Tensor:
         """Decode member i -> uint8 (channels, size, size)."""
@@ -65,6 +75,10 @@ class ImageSet(torch.utils.data.Dataset):
         self.channels = int(channels)
         self.source = source
         self.names = list(names) if names is not None else None  # file names, for folder and zip data
+        # A digest of the pixels this set stands for, known without decoding them: set on a set loaded
+        # undecoded (load_folder(decode=False)) when an earlier, decoding load of the same files measured it
+        # (cvdemo.train.feature_cache.quick_bundle). None: compute it from the pixels.
+        self.pixels_digest: str | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

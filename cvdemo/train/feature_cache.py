@@ -6,10 +6,16 @@ head-only run on the same data and backbone reads it instead of running the back
     if can_cache_features(config, setup):
         train_batches = feature_batches(setup, setup.bundle.train, head, amp, 64, shuffle=True, seed=0,
                                         runs_root=run_dir.parent)
+
+A later run on the same folder or zip need not even decode its images: `remember_bundle` notes, under a
+fingerprint of the files (names and stamps, none opened), the pixel digests a decoding load measured, and
+`quick_bundle` lists the files, finds that note and gives the run undecoded splits that carry those digests;
+`features_stored` then says whether every split's features are in the store (if not, the run decodes after all).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,13 +24,19 @@ import torch
 
 from cvdemo.config import RunConfig
 from cvdemo.data import make_loader
+from cvdemo.data.dataset import is_builtin
+from cvdemo.data.imageset import DataBundle, ImageSet
 from cvdemo.data.loader import TensorBatches
+from cvdemo.errors import CvdemoError
 from cvdemo.models.features import capture
 from cvdemo.progress import Phase
-from cvdemo.train.feature_store import FeatureStore, feature_key, store_enabled, store_root
-from cvdemo.train.setup import Setup
+from cvdemo.train.feature_store import FeatureStore, feature_key, images_digest, store_enabled, store_root
+from cvdemo.train.setup import Setup, load_data
 
-__all__ = ["can_cache_features", "head_inputs", "feature_batches"]
+__all__ = ["can_cache_features", "head_inputs", "feature_batches", "quick_bundle", "features_stored",
+           "remember_bundle"]
+
+SPLITS = ("train", "val", "test")
 
 
 def can_cache_features(config: RunConfig, setup: Setup) -> bool:
@@ -33,6 +45,56 @@ def can_cache_features(config: RunConfig, setup: Setup) -> bool:
     head_only = all(g.trains_from is None for g in setup.groups[:-1])
     return (t.cache_features and head_only and config.data.augment == "none" and t.mixup == 0 and t.cutmix == 0
             and not t.compile)
+
+
+def quick_bundle(config: RunConfig, runs_root: str | Path) -> DataBundle | None:
+    """The run's data set with no image file opened, or None: for a run that may take all its features from the
+    store (a frozen pretrained backbone, nothing random on the images; `can_cache_features` decides for good
+    once the model is built) on a folder or zip whose files, unchanged, an earlier run decoded and noted
+    (`remember_bundle`). Its splits list their files lazily and carry the pixel digests that run measured, so
+    their feature keys are the ones that run stored under; they are never decoded (see `features_stored`)."""
+    t, d = config.train, config.data
+    if not (store_enabled() and config.model.pretrained and config.model.freeze != "none" and t.cache_features
+            and d.augment == "none" and t.mixup == 0 and t.cutmix == 0 and not t.compile) or is_builtin(d.source):
+        return None
+    bundle = load_data(config, decode=False)
+    note = FeatureStore(store_root(runs_root)).recall_data(_fingerprint(bundle))
+    if note is None:
+        return None
+    for split in SPLITS:
+        getattr(bundle, split).pixels_digest = note[split]
+    bundle.channels = note["channels"]
+    return bundle
+
+
+def features_stored(setup: Setup, amp: torch.dtype | None, runs_root: str | Path) -> bool:
+    """Whether the store holds, intact, the head inputs of every split of `setup.bundle`."""
+    store = FeatureStore(store_root(runs_root))
+    return all(store.get(feature_key(setup, images, amp)[0], len(images)) is not None
+               for images in (getattr(setup.bundle, split) for split in SPLITS) if len(images))
+
+
+def remember_bundle(config: RunConfig, bundle: DataBundle, runs_root: str | Path) -> None:
+    """After a frozen run decoded a folder or zip and stored its features: note each split's pixel digest under
+    the files' fingerprint, for `quick_bundle`. Not when files were skipped (the split then holds fewer files
+    than it lists) or the store is off."""
+    if not store_enabled() or is_builtin(config.data.source) or bundle.skipped \
+            or any(getattr(bundle, split).pixels_digest is not None for split in SPLITS):  # itself quick
+        return
+    note: dict[str, Any] = {split: images_digest(getattr(bundle, split)) for split in SPLITS}
+    FeatureStore(store_root(runs_root)).remember_data(_fingerprint(load_data(config, decode=False)),
+                                                      {**note, "channels": bundle.channels})
+
+
+def _fingerprint(bundle: DataBundle) -> str:
+    """Which files each split of an undecoded bundle holds, with their labels and stamps."""
+    h = hashlib.blake2b(digest_size=20)
+    for split in SPLITS:
+        images: ImageSet = getattr(bundle, split)
+        assert images.source is not None  # load_data(decode=False) lists every split lazily
+        h.update(f"{split} {len(images)} {images.source.fingerprint()} ".encode())
+        h.update(images.labels.numpy().tobytes())
+    return h.hexdigest()
 
 
 def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dtype | None,
@@ -50,6 +112,10 @@ def head_inputs(setup: Setup, images: Any, head: torch.nn.Module, amp: torch.dty
     store = FeatureStore(store_root(runs_root))
     key, parts = feature_key(setup, images, amp)
     stored = store.get(key, len(images))
+    if stored is None and images.pixels_digest is not None and images.images is None:
+        # an undecoded split (quick_bundle) whose features were there a moment ago (features_stored)
+        raise CvdemoError("the feature store changed while this run was starting (another run trimmed or cleared "
+                          "it): start the run again")
     if stored is None:
         features = _compute(setup, images, head, amp, batch_size, meter, on_images)
         store.put(key, features, parts)

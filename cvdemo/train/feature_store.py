@@ -16,6 +16,11 @@ does not touch its own input, left out), the input size, normalisation and chann
 kind, the autocast dtype and the torch version. Labels are not in it: the features do not depend on them, and
 the run takes its labels from its own data. The store keeps at most $CVDEMO_FEATURE_STORE_MB megabytes
 (default 2048), removing the least recently used entries first; CVDEMO_FEATURE_STORE=0 turns it off.
+
+Beside the entries, `<fingerprint>.data.json` notes what decoding a folder's or zip's files gave (each split's
+pixel digest), under a fingerprint of those files taken without opening them (`LazySource.fingerprint`): a
+later run on the same, unchanged files finds its features without decoding an image
+(`cvdemo.train.feature_cache.quick_bundle`). `clear` removes the notes with the entries.
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ def cap_bytes() -> int:
 def images_digest(images: ImageSet) -> str:
     """A digest of a split's pixels in their order: the uint8 tensor's bytes when in memory; for a lazy
     set each file's bytes plus what decoding does with them (side, channels, pixel limit, Pillow version)."""
+    if images.pixels_digest is not None:  # measured by an earlier, decoding load of the same files
+        return images.pixels_digest
     h = hashlib.blake2b(digest_size=20)
     h.update(f"n={len(images)} channels={images.channels}".encode())
     if images.images is not None:
@@ -170,6 +177,24 @@ class FeatureStore:
             return False
         return True
 
+    def remember_data(self, fingerprint: str, digests: dict[str, Any]) -> None:
+        """Keep what a decoding load of some files measured (each split's `images_digest`, the channels) under
+        the files' fingerprint (`LazySource.fingerprint`), so that a later run on the same files can find its
+        features without decoding them (`recall_data`). A folder that cannot be written is left as it is."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            runs.write_json(self.root / f"{fingerprint}.data.json", {"format": FORMAT, **digests})
+        except OSError:
+            pass
+
+    def recall_data(self, fingerprint: str) -> dict[str, Any] | None:
+        """What `remember_data` kept for these files, or None."""
+        try:
+            found = runs.read_json(self.root / f"{fingerprint}.data.json")
+        except (OSError, ValueError):
+            return None
+        return found if isinstance(found, dict) and found.get("format") == FORMAT else None
+
     def files(self) -> list[Path]:
         """The entries' files, least recently used first."""
         if not self.root.is_dir():
@@ -215,17 +240,18 @@ class FeatureStore:
         return out
 
     def clear(self) -> tuple[int, int]:
-        """Remove every entry (and leftover temporary files); (files removed, bytes freed)."""
+        """Remove every entry (with the data notes of `remember_data` and leftover temporary files); (feature
+        files removed, bytes freed)."""
         if not self.root.is_dir():
             return 0, 0
         count = freed = 0
-        for p in [*self.root.glob("*.pt"), *self.root.glob(".*.tmp")]:
+        for p in [*self.root.glob("*.pt"), *self.root.glob("*.data.json"), *self.root.glob(".*.tmp")]:
             size = _size(p)
             try:
                 p.unlink()
             except FileNotFoundError:
                 continue
-            count, freed = count + 1, freed + size
+            count, freed = count + (p.suffix == ".pt"), freed + size
         return count, freed
 
 

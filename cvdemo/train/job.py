@@ -31,11 +31,17 @@ from cvdemo.progress import listening, phase, status_listener
 from cvdemo.train import distributed
 from cvdemo.train.callbacks import CancelOnSignal, EarlyStop, EarlyStopping, RunWriter
 from cvdemo.train.dynamics import Dynamics
-from cvdemo.train.feature_cache import can_cache_features, feature_batches
+from cvdemo.train.feature_cache import (
+    can_cache_features,
+    feature_batches,
+    features_stored,
+    quick_bundle,
+    remember_bundle,
+)
 from cvdemo.train.groups import group_table, optimizer_param_groups
 from cvdemo.train.lr_finder import lr_find
 from cvdemo.train.optim import build_optimizer, build_scheduler
-from cvdemo.train.setup import Setup, build_setup, model_kwargs
+from cvdemo.train.setup import Setup, build_setup, load_data, model_kwargs
 from cvdemo.train.trainer import Diverged, StopTraining, Trainer, evaluate
 
 
@@ -54,6 +60,7 @@ def training_inputs(config: RunConfig, setup: Setup, run_dir: Path, amp: torch.d
                                            cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
             cached_val = feature_batches(setup, setup.bundle.val, head, amp, eval_batch, False, t.seed,
                                          cache_batch=eval_batch, meter=meter, runs_root=run_dir.parent)
+        remember_bundle(config, setup.bundle, run_dir.parent)  # the next run on these files need not decode them
         # what the one pass cost (computed, or read back from the store): `cvdemo bench frozen-folder` reads it
         runs.append_metrics(run_dir, {"kind": "features", "images": total, "seconds": time.perf_counter() - start,
                                       "time": time.time()})
@@ -113,15 +120,20 @@ def run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None =
 def _run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None, last: dict[str, Any] | None,
                   summary: dict[str, Any], started: float) -> dict[str, Any]:
     try:
-        setup = build_setup(config, load_weights=last is None)
+        t = config.train
+        # a frozen run on files whose features an earlier run stored: the images are not even decoded
+        quick = quick_bundle(config, run_dir.parent) if last is None else None
+        setup = build_setup(config, load_weights=last is None, bundle=quick)
+        amp = amp_dtype(t.precision, setup.device)
+        if quick is not None and not (can_cache_features(config, setup) and features_stored(setup, amp,
+                                                                                             run_dir.parent)):
+            setup.bundle = load_data(config)  # some are missing: decode after all (pretrained: nothing else changes)
         if last is not None:  # before anything reads the weights (the feature cache does)
             load_weights(setup.model, last["state_dict"], f"last.pt of run {run_dir.name}",
                          f"{config.model.name} with {len(setup.bundle.classes)} classes (the run's data)")
-        t = config.train
         table = group_table(setup.groups, t.lr)
         summary.update(data=setup.bundle.summary(), device=str(setup.device), image_size=setup.image_size,
                        params_total=setup.params_total, params_trainable=setup.params_trainable, groups=table)
-        amp = amp_dtype(t.precision, setup.device)
         model, prepare, train_loader, val_loader = training_inputs(config, setup, run_dir, amp)
         # under torchrun: DDP, and each rank's share of the batches (a no-op in a single process)
         model, train_loader, val_loader = distributed.prepare(model, train_loader, val_loader, setup.device)

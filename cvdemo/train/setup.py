@@ -60,8 +60,9 @@ def model_kwargs(config: RunConfig) -> dict[str, Any]:
     return {"zero_init_residual": True} if config.model.zero_init_residual else {}
 
 
-def load_data(config: RunConfig) -> Any:
-    """The DataBundle a run trains on: the same splits every time for the same config."""
+def load_data(config: RunConfig, decode: bool = True) -> Any:
+    """The DataBundle a run trains on: the same splits every time for the same config (`decode=False`, for a
+    folder or zip: the same splits, their files listed but not opened; see `load_dataset`)."""
     d = config.data
     image_size = d.image_size or get_spec(config.model.name).input_size
     # Under torchrun the ranks of a machine share one cache: local rank 0 downloads and extracts a data set
@@ -69,19 +70,21 @@ def load_data(config: RunConfig) -> Any:
     with distributed.local_main_first():
         return load_dataset(d.source, val_fraction=d.val_fraction, test_fraction=d.test_fraction,
                             seed=config.train.seed, limit_train=d.limit_train, limit_test=d.limit_test,
-                            image_size=image_size, skip_bad=d.skip_bad, exclude=d.exclude)
+                            image_size=image_size, skip_bad=d.skip_bad, exclude=d.exclude, decode=decode)
 
 
-def build_setup(config: RunConfig, load_weights: bool = True) -> Setup:
+def build_setup(config: RunConfig, load_weights: bool = True, bundle: Any = None) -> Setup:
     """Load the data and build the model (head replaced, groups planned) on the chosen device.
 
     `load_weights=False` skips downloading/loading pretrained weights (a resumed run loads its own).
+    `bundle`: the data, already loaded (e.g. undecoded by `feature_cache.quick_bundle`), instead of loading it.
     """
     torch.manual_seed(config.train.seed)
     spec = get_spec(config.model.name)
     image_size = config.data.image_size or spec.input_size
     check_input_size(config, image_size)
-    bundle = load_data(config)
+    if bundle is None:
+        bundle = load_data(config)
     in_channels = bundle.channels if spec.flexible_channels and not config.model.pretrained else 3
     with distributed.local_main_first():  # pretrained weights: downloaded once per machine, as the data
         model = create_model(spec.name, len(bundle.classes), pretrained=config.model.pretrained and load_weights,
