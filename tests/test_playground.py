@@ -35,7 +35,10 @@ def test_resume_after_cancel_matches_an_uninterrupted_run(tmp_path, extra):
     run_dir = runs.create_run(tmp_path, cfg)
     first = run_training(cfg, run_dir, callbacks=[StopAfter(2)])
     assert first["status"] == "cancelled" and first["epochs"] == 2
+    before = [m for m in runs.read_metrics(run_dir) if m["kind"] == "dynamics"]
+    assert before and all(m["epoch"] <= 2 for m in before)
     resumed = run_training(cfg, run_dir, resume=True)
+    assert [m for m in runs.read_metrics(run_dir) if m["kind"] == "dynamics"][:len(before)] == before  # kept
     assert resumed["status"] == "completed" and resumed["epochs"] == 4
     assert resumed["test"]["loss"] == pytest.approx(straight["test"]["loss"], rel=1e-5)
     assert resumed["test"]["top1"] == straight["test"]["top1"]

@@ -160,9 +160,11 @@ def _run_training(config: RunConfig, run_dir: Path, callbacks: list[Any] | None,
                                       f"run's settings ({str(e).splitlines()[0][:100]}): restore its config.json, "
                                       f"or start a new run") from None
             start_epoch, step = last["epoch"], last["step"]
-            kept = [m for m in runs.read_metrics(run_dir) if m.get("kind") in ("epoch", "step")
-                    and m["epoch"] <= start_epoch]
-            runs.rewrite_metrics(run_dir, kept)  # drop the lines of a partly finished epoch
+            # drop the lines of a partly finished epoch (and a test pass, done again at the end); keep the rest,
+            # the gradient records of finished epochs and the feature pass's timing included
+            kept = [m for m in runs.read_metrics(run_dir) if m.get("kind") != "test"
+                    and not (m.get("kind") in ("epoch", "step", "dynamics") and m.get("epoch", 0) > start_epoch)]
+            runs.rewrite_metrics(run_dir, kept)
             history = [m for m in kept if m["kind"] == "epoch"]
         trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, prepare=prepare,
                           device=setup.device, epochs=t.epochs, label_smoothing=t.label_smoothing,
