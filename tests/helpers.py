@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,3 +42,14 @@ def recorded_run(root: Path, *, epochs_planned: int, losses: list[float], state:
                                       "val_top1": top1, "time": now + step})
     runs.write_status(run_dir, state, "stopped on request" if state == "cancelled" else "")
     return run_dir
+
+
+def wait_for(predicate, timeout: float = 120, every: float = 0.2):
+    """predicate()'s first truthy value, asked every `every` seconds; AssertionError after `timeout`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")

@@ -4,10 +4,9 @@ reads as interrupted and resumes."""
 import json
 import os
 import signal
-import time
 
 import pytest
-from helpers import cvdemo
+from helpers import cvdemo, wait_for
 
 from cvdemo import runs
 from cvdemo.checkpoint import load_checkpoint
@@ -18,16 +17,6 @@ pytestmark = pytest.mark.slow  # every test here launches a background training 
 # Slow enough per epoch (a wide network on digits at 64 px) that the tests can act mid-run.
 SLOW = {"model": {"name": "lenet_custom"}, "data": {"image_size": 64},
         "train": {"epochs": 40, "batch_size": 8}}
-
-
-def wait_for(predicate, timeout=120, every=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def epochs_done(run_dir):

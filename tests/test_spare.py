@@ -6,9 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
+from helpers import wait_for
 
 from cvdemo import runs, spare
 from cvdemo.config import RunConfig
@@ -24,16 +24,6 @@ def no_spare_left():
     spare.discard()
     yield
     spare.discard()
-
-
-def wait_for(predicate, timeout=120.0, every=0.05):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def finished(run_dir):
