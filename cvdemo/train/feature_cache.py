@@ -41,10 +41,14 @@ SPLITS = ("train", "val", "test")
 
 def can_cache_features(config: RunConfig, setup: Setup) -> bool:
     """True when training would recompute identical backbone features every epoch."""
-    t = config.train
     head_only = all(g.trains_from is None for g in setup.groups[:-1])
-    return (t.cache_features and head_only and config.data.augment == "none" and t.mixup == 0 and t.cutmix == 0
-            and not t.compile)
+    return head_only and _images_untouched(config)
+
+
+def _images_untouched(config: RunConfig) -> bool:
+    """What `can_cache_features` asks of the config alone: caching on, nothing random on the images, no compile."""
+    t = config.train
+    return t.cache_features and config.data.augment == "none" and t.mixup == 0 and t.cutmix == 0 and not t.compile
 
 
 def quick_bundle(config: RunConfig, runs_root: str | Path) -> DataBundle | None:
@@ -53,9 +57,8 @@ def quick_bundle(config: RunConfig, runs_root: str | Path) -> DataBundle | None:
     once the model is built) on a folder or zip whose files, unchanged, an earlier run decoded and noted
     (`remember_bundle`). Its splits list their files lazily and carry the pixel digests that run measured, so
     their feature keys are the ones that run stored under; they are never decoded (see `features_stored`)."""
-    t, d = config.train, config.data
-    if not (store_enabled() and config.model.pretrained and config.model.freeze != "none" and t.cache_features
-            and d.augment == "none" and t.mixup == 0 and t.cutmix == 0 and not t.compile) or is_builtin(d.source):
+    if not (store_enabled() and config.model.pretrained and config.model.freeze != "none"
+            and _images_untouched(config)) or is_builtin(config.data.source):
         return None
     bundle = load_data(config, decode=False)
     note = FeatureStore(store_root(runs_root)).recall_data(_fingerprint(bundle))
